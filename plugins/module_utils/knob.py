@@ -1,0 +1,260 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) medai.llmhost contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read, parse, write and verify one kernel knob (a file under /sys or /proc/sys).
+
+Every path given by a user is a *host* path such as ``/sys/kernel/mm/transparent_hugepage/enabled``.
+All file access goes through :func:`host_path`, which prefixes :data:`ROOT` (``/`` in production).
+Unit tests point :data:`ROOT` at a fake tree so they never touch the real machine's kernel.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import os
+import platform
+import re
+
+ROOT = '/'
+
+ALLOWED_ROOTS = ('/sys', '/proc/sys')
+
+# Knobs that the field report (and many blog posts) name but that moved or never existed.
+# path -> one-line hint naming what is true instead.
+KNOWN_REPLACEMENTS = {
+    '/proc/sys/kernel/sched_latency_ns': (
+        'moved to /sys/kernel/debug/sched/latency_ns in 5.13 and removed with EEVDF in 6.6; '
+        'use the llmhost_facts sched_tunables fact to find what this kernel has'),
+    '/proc/sys/kernel/sched_min_granularity_ns': (
+        'moved to /sys/kernel/debug/sched/min_granularity_ns in 5.13 and became '
+        '/sys/kernel/debug/sched/base_slice_ns in 6.6 (EEVDF)'),
+    '/proc/sys/kernel/sched_wakeup_granularity_ns': (
+        'moved to /sys/kernel/debug/sched/wakeup_granularity_ns in 5.13 and removed in 6.6'),
+    '/sys/kernel/debug/sched/latency_ns': 'removed in 6.6 (EEVDF); use /sys/kernel/debug/sched/base_slice_ns',
+    '/sys/kernel/debug/sched/min_granularity_ns': 'renamed /sys/kernel/debug/sched/base_slice_ns in 6.6 (EEVDF)',
+    '/sys/module/zswap/parameters/comp_algorithm': (
+        "zswap's parameter is /sys/module/zswap/parameters/compressor (comp_algorithm is zram's); "
+        'use the medai.llmhost.zswap module'),
+    '/proc/sys/vm/vmstat_refresh': (
+        'no such file; the kswapd watermark knobs are vm.min_free_kbytes, vm.watermark_scale_factor '
+        'and vm.watermark_boost_factor (/proc/sys/vm/...)'),
+    '/sys/kernel/mm/transparent_hugepage/enable': 'the file is /sys/kernel/mm/transparent_hugepage/enabled',
+}
+
+_BRACKET_RE = re.compile(r'\[([^\]]+)\]')
+
+
+class KnobError(Exception):
+    """A one-line, actionable error about a knob (missing, read-only, rejected, unsafe)."""
+
+    def __init__(self, msg, path=None, kind='error'):
+        super(KnobError, self).__init__(msg)
+        self.msg = msg
+        self.path = path
+        self.kind = kind
+
+
+def kernel_release():
+    """Kernel release of the host (the real one: modules run on the managed host)."""
+    return platform.release()
+
+
+def host_path(path):
+    """Map an absolute host path to the file to open (prefixing ROOT for fake trees)."""
+    if not path.startswith('/'):
+        raise KnobError('path %r must be absolute' % path, path=path, kind='invalid')
+    if ROOT in ('/', ''):
+        return path
+    return os.path.join(ROOT, path.lstrip('/'))
+
+
+def _strip_root(real):
+    root = os.path.realpath(ROOT)
+    if root == '/':
+        return real
+    if real == root:
+        return '/'
+    if real.startswith(root + os.sep):
+        return real[len(root):]
+    return real
+
+
+def resolve_knob_path(path, allowed_roots=ALLOWED_ROOTS):
+    """Resolve a user-given knob path; refuse anything that escapes the allowed roots.
+
+    Returns the canonical host path (symlinks resolved, e.g. /sys/block/vdb -> /sys/devices/...).
+    ``..`` components are refused outright, and so is a symlink whose target leaves /sys or /proc/sys.
+    """
+    if not isinstance(path, str) or not path.startswith('/'):
+        raise KnobError('knob path %r must be an absolute path under %s' % (path, ' or '.join(allowed_roots)),
+                        path=path, kind='invalid')
+    if '..' in path.split('/'):
+        raise KnobError('knob path %s contains "..": refused' % path, path=path, kind='invalid')
+    norm = os.path.normpath(path)
+    if not any(norm == r or norm.startswith(r + '/') for r in allowed_roots):
+        raise KnobError('knob path %s is outside %s: refused' % (path, ' and '.join(allowed_roots)),
+                        path=path, kind='invalid')
+    real = _strip_root(os.path.realpath(host_path(norm)))
+    if not any(real == r or real.startswith(r + '/') for r in allowed_roots):
+        raise KnobError('knob path %s resolves to %s, outside %s: refused' % (path, real, ' and '.join(allowed_roots)),
+                        path=path, kind='invalid')
+    return real
+
+
+def missing_message(path):
+    msg = '%s does not exist on this kernel (%s)' % (path, kernel_release())
+    hint = KNOWN_REPLACEMENTS.get(os.path.normpath(path))
+    if hint:
+        msg += ': ' + hint
+    elif path.startswith('/sys/kernel/debug/'):
+        msg += ': debugfs is not mounted or is locked down (Secure Boot), or the knob is not in this kernel'
+    elif path.startswith('/sys/module/'):
+        msg += ': the module is not loaded or not built into this kernel'
+    return msg
+
+
+def parse_knob(text):
+    """Parse a knob's content.
+
+    ``always [madvise] never`` -> ('madvise', ['always', 'madvise', 'never'])
+    ``[none] mq-deadline``     -> ('none', ['none', 'mq-deadline'])
+    ``10\\n``                  -> ('10', None)
+    Multi-line content is kept as is (whitespace at both ends stripped).
+    """
+    text = text.strip()
+    if '\n' not in text:
+        match = _BRACKET_RE.search(text)
+        if match:
+            choices = [c.strip('[]') for c in text.split()]
+            return match.group(1).strip(), choices
+    return text, None
+
+
+def normalize(value):
+    """Normalise a value for comparison: strings stripped, inner whitespace runs folded."""
+    if isinstance(value, bool):
+        value = int(value)
+    return ' '.join(str(value).split())
+
+
+def read_raw(path):
+    """Read the raw text of a knob (host path). Raises KnobError with a clear reason."""
+    try:
+        with open(host_path(path), 'r') as f:
+            return f.read()
+    except (IOError, OSError) as e:
+        if e.errno == errno.ENOENT:
+            raise KnobError(missing_message(path), path=path, kind='missing')
+        if e.errno in (errno.EACCES, errno.EPERM):
+            raise KnobError('%s cannot be read (%s): permission denied; run with become: true' % (path, e.strerror),
+                            path=path, kind='permission')
+        if e.errno == errno.EISDIR:
+            raise KnobError('%s is a directory, not a knob' % path, path=path, kind='invalid')
+        raise KnobError('%s cannot be read: %s' % (path, e.strerror or e), path=path, kind='io')
+
+
+def read_knob(path):
+    """Return {'path', 'raw', 'value', 'choices'} for a knob."""
+    raw = read_raw(path)
+    value, choices = parse_knob(raw)
+    return {'path': path, 'raw': raw, 'value': value, 'choices': choices}
+
+
+def is_writable(path):
+    hp = host_path(path)
+    if not os.path.exists(hp):
+        return False
+    st = os.stat(hp)
+    return bool(st.st_mode & 0o222) and os.access(hp, os.W_OK)
+
+
+def _write_file(hp, data):
+    """One open(O_WRONLY|O_TRUNC) + write(2), like `echo data > file`. Unit tests replace this
+    with a fake kernel that emulates bracketed choices and EINVAL."""
+    fd = os.open(hp, os.O_WRONLY | os.O_TRUNC)
+    try:
+        os.write(fd, data.encode('utf-8'))
+    finally:
+        os.close(fd)
+
+
+def write_raw(path, value):
+    """Write a value to a knob (one write(2), as `echo value > knob` does). Clear errors."""
+    data = str(value)
+    if not data.endswith('\n'):
+        data += '\n'
+    hp = host_path(path)
+    if not os.path.exists(hp):
+        raise KnobError(missing_message(path), path=path, kind='missing')
+    if os.path.exists(hp) and not os.stat(hp).st_mode & 0o222:
+        raise KnobError('%s is read-only on this kernel (%s)' % (path, kernel_release()), path=path, kind='readonly')
+    try:
+        _write_file(hp, data)
+    except (IOError, OSError) as e:
+        if e.errno == errno.EINVAL:
+            raise KnobError('the kernel rejected %r for %s (EINVAL): value out of range or not offered here'
+                            % (str(value), path), path=path, kind='rejected')
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise KnobError('%s cannot be written (%s): read-only on this kernel, or not running as root'
+                            % (path, e.strerror), path=path, kind='readonly')
+        if e.errno == errno.EBUSY:
+            raise KnobError('%s is busy (EBUSY): the kernel refused the change now; retry or stop its user first'
+                            % path, path=path, kind='rejected')
+        if e.errno == errno.ENOENT:
+            raise KnobError(missing_message(path), path=path, kind='missing')
+        raise KnobError('writing %r to %s failed: %s' % (str(value), path, e.strerror or e), path=path, kind='io')
+
+
+def values_match(current, desired):
+    """True when the knob's effective value equals the desired one (after normalisation)."""
+    return normalize(current) == normalize(desired)
+
+
+def validate_choice(path, desired, choices):
+    """For bracketed-choice knobs: refuse a value the kernel does not offer, naming what it offers."""
+    if choices is not None and normalize(desired) not in choices:
+        raise KnobError('%s does not offer %r on this kernel (%s); offered: %s'
+                        % (path, str(desired), kernel_release(), ', '.join(choices)), path=path, kind='invalid')
+
+
+def apply_knob(path, desired, check_mode=False, read_back=True):
+    """Set one knob to `desired` if it differs; return a result dict.
+
+    Result: {'path', 'before', 'after', 'changed', 'choices'}. In check mode nothing is written and
+    'after' is the desired value. After a write, 'after' is what the kernel reports back; if it
+    differs from what was asked, KnobError(kind='not_effective') is raised.
+    """
+    cur = read_knob(path)
+    validate_choice(path, desired, cur['choices'])
+    result = {'path': path, 'before': cur['value'], 'after': cur['value'], 'changed': False,
+              'choices': cur['choices']}
+    if values_match(cur['value'], desired):
+        return result
+    result['changed'] = True
+    if check_mode:
+        result['after'] = normalize(desired)
+        return result
+    write_raw(path, desired)
+    if read_back:
+        eff = read_knob(path)['value']
+        result['after'] = eff
+        if not values_match(eff, desired):
+            raise KnobError('wrote %r to %s but the kernel reports %r: the value did not take effect'
+                            % (str(desired), path, eff), path=path, kind='not_effective')
+    else:
+        result['after'] = normalize(desired)
+    return result
+
+
+def sysctl_name(path):
+    """/proc/sys/vm/swappiness -> vm.swappiness ; None for paths outside /proc/sys."""
+    if not path.startswith('/proc/sys/'):
+        return None
+    return path[len('/proc/sys/'):].replace('.', '\0').replace('/', '.').replace('\0', '/')
+
+
+def sysctl_path(name):
+    """vm.swappiness -> /proc/sys/vm/swappiness (a '/' in a sysctl name stands for a literal dot)."""
+    return '/proc/sys/' + name.replace('.', '\0').replace('/', '.').replace('\0', '/')

@@ -1,0 +1,310 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) medai.llmhost contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Persistence backends: files whose lines the collection manages, written atomically, with diffs.
+
+- sysctl.d:   ``/etc/sysctl.d/90-medai-llmhost.conf``          ``vm.swappiness = 10``
+- tmpfiles.d: ``/etc/tmpfiles.d/medai-llmhost.conf``           ``w /sys/kernel/mm/transparent_hugepage/enabled - - - - madvise``
+- udev:       ``/etc/udev/rules.d/60-medai-llmhost-*.rules``    one rule per line, keyed by its match part
+- cmdline:    ``/etc/default/grub.d/90-medai-llmhost.cfg`` + update-grub (Debian/Ubuntu) or grubby (RHEL family)
+- systemd:    drop-ins ``/etc/systemd/system/<unit>.d/<name>.conf``
+
+Every backend only touches the lines it manages: what the site or other tools wrote stays.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+
+from ansible_collections.medai.llmhost.plugins.module_utils import knob
+from ansible_collections.medai.llmhost.plugins.module_utils.state import atomic_write
+
+HEADER = '# Managed by Ansible (medai.llmhost): lines below are owned by the collection; edit the inventory instead.\n'
+
+SYSCTL_FILE = '/etc/sysctl.d/90-medai-llmhost.conf'
+TMPFILES_FILE = '/etc/tmpfiles.d/medai-llmhost.conf'
+GRUB_DROPIN = '/etc/default/grub.d/90-medai-llmhost.cfg'
+SYSTEMD_DIR = '/etc/systemd/system'
+
+
+def read_text(path):
+    hp = knob.host_path(path)
+    if not os.path.exists(hp):
+        return None
+    with open(hp) as f:
+        return f.read()
+
+
+def write_text(path, text, check_mode=False, mode=0o644):
+    """Write a whole file if its content differs. Returns (changed, diff)."""
+    old = read_text(path)
+    if old == text:
+        return False, None
+    diff = {'before_header': path, 'after_header': path, 'before': old or '', 'after': text}
+    if not check_mode:
+        atomic_write(knob.host_path(path), text, mode)
+    return True, diff
+
+
+def remove_file(path, check_mode=False):
+    old = read_text(path)
+    if old is None:
+        return False, None
+    if not check_mode:
+        os.unlink(knob.host_path(path))
+    return True, {'before_header': path, 'after_header': '%s (absent)' % path, 'before': old, 'after': ''}
+
+
+class ManagedLines(object):
+    """A config file of which the collection owns the lines selected by `key_fn` (line -> key or None)."""
+
+    def __init__(self, path, key_fn, header=HEADER, mode=0o644):
+        self.path = path
+        self.key_fn = key_fn
+        self.header = header
+        self.mode = mode
+        self.original = read_text(path)
+        self.lines = (self.original or '').splitlines()
+
+    def get(self, key):
+        for line in self.lines:
+            if self.key_fn(line) == key:
+                return line
+        return None
+
+    def keys(self):
+        return [k for k in (self.key_fn(line) for line in self.lines) if k is not None]
+
+    def set(self, key, line):
+        for i, old in enumerate(self.lines):
+            if self.key_fn(old) == key:
+                self.lines[i] = line
+                # drop later duplicates of the same key
+                self.lines = self.lines[:i + 1] + [x for x in self.lines[i + 1:] if self.key_fn(x) != key]
+                return
+        self.lines.append(line)
+
+    def remove(self, key):
+        self.lines = [x for x in self.lines if self.key_fn(x) != key]
+
+    def render(self):
+        body = [x for x in self.lines if x.strip() and x + '\n' != self.header]
+        if not any(self.key_fn(x) is not None for x in body):
+            # nothing of ours left: keep foreign lines only (or nothing)
+            foreign = [x for x in body if not x.startswith('# Managed by Ansible (medai.llmhost)')]
+            return ('\n'.join(foreign) + '\n') if foreign else None
+        return self.header + '\n'.join(body) + '\n'
+
+    @property
+    def changed(self):
+        return self.render() != self.original
+
+    def diff(self):
+        return {'before_header': self.path, 'after_header': self.path,
+                'before': self.original or '', 'after': self.render() or ''}
+
+    def commit(self, check_mode=False):
+        """Write (or remove when empty) the file. Returns (changed, diff)."""
+        if not self.changed:
+            return False, None
+        diff = self.diff()
+        if not check_mode:
+            text = self.render()
+            if text is None:
+                if os.path.exists(knob.host_path(self.path)):
+                    os.unlink(knob.host_path(self.path))
+            else:
+                atomic_write(knob.host_path(self.path), text, self.mode)
+        return True, diff
+
+
+# ---------------------------------------------------------------- sysctl.d
+
+_SYSCTL_RE = re.compile(r'^\s*-?([A-Za-z0-9_./-]+)\s*=\s*(.*?)\s*$')
+
+
+def _sysctl_key(line):
+    if line.lstrip().startswith(('#', ';')):
+        return None
+    m = _SYSCTL_RE.match(line)
+    return m.group(1).replace('/', '.') if m else None
+
+
+def sysctl_file(path=SYSCTL_FILE):
+    return ManagedLines(path, _sysctl_key)
+
+
+def sysctl_line(name, value):
+    return '%s = %s' % (name, knob.normalize(value))
+
+
+# ---------------------------------------------------------------- tmpfiles.d
+
+def _tmpfiles_key(line):
+    parts = line.split()
+    if len(parts) >= 2 and parts[0] in ('w', 'w+', 'w-'):
+        return parts[1]
+    return None
+
+
+def tmpfiles_file(path=TMPFILES_FILE):
+    return ManagedLines(path, _tmpfiles_key)
+
+
+def tmpfiles_line(knob_path, value):
+    """A tmpfiles.d `w` line (systemd-tmpfiles-setup.service applies it at boot)."""
+    if any(c.isspace() for c in knob_path):
+        raise knob.KnobError('cannot persist %s with tmpfiles.d: path contains white space' % knob_path)
+    return 'w %s - - - - %s' % (knob_path, knob.normalize(value))
+
+
+# ---------------------------------------------------------------- udev
+
+def _udev_key(line):
+    s = line.strip()
+    if not s or s.startswith('#'):
+        return None
+    # the match part: everything before the first assignment (ATTR{..}= / RUN+= / ...)
+    parts = [p.strip() for p in s.split(',')]
+    match = [p for p in parts if '==' in p]
+    return ', '.join(match) if match else None
+
+
+def udev_file(path):
+    return ManagedLines(path, _udev_key)
+
+
+# ---------------------------------------------------------------- kernel command line
+
+_CMDLINE_EQUIV = {
+    '/sys/kernel/mm/transparent_hugepage/enabled': 'transparent_hugepage',
+    '/sys/kernel/mm/transparent_hugepage/defrag': 'transparent_hugepage_defrag',
+}
+
+
+def cmdline_param_for(path):
+    """Kernel command-line parameter that sets a sysfs knob at boot, or None.
+
+    /sys/module/<mod>/parameters/<p> -> <mod>.<p> ; THP enabled -> transparent_hugepage.
+    """
+    if path in _CMDLINE_EQUIV:
+        return _CMDLINE_EQUIV[path]
+    m = re.match(r'^/sys/module/([^/]+)/parameters/([^/]+)$', path)
+    if m:
+        return '%s.%s' % (m.group(1), m.group(2))
+    return None
+
+
+def parse_cmdline(text):
+    """'a=1 b quiet' -> {'a': '1', 'b': None, 'quiet': None} (order kept)."""
+    out = {}
+    for tok in (text or '').split():
+        k, sep, v = tok.partition('=')
+        out[k] = v if sep else None
+    return out
+
+
+def format_cmdline(params):
+    return ' '.join(k if v is None else '%s=%s' % (k, v) for k, v in params.items())
+
+
+def running_cmdline():
+    return read_text('/proc/cmdline') or ''
+
+
+_GRUB_LINE_RE = re.compile(r'^GRUB_CMDLINE_LINUX_DEFAULT="\$GRUB_CMDLINE_LINUX_DEFAULT ?(.*)"\s*$')
+
+
+def read_grub_dropin(path=GRUB_DROPIN):
+    text = read_text(path)
+    for line in (text or '').splitlines():
+        m = _GRUB_LINE_RE.match(line)
+        if m:
+            return parse_cmdline(m.group(1))
+    return {}
+
+
+def render_grub_dropin(params):
+    if not params:
+        return None
+    return HEADER + 'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT %s"\n' % format_cmdline(params)
+
+
+def bootloader_tool(module):
+    """'update-grub' (Debian/Ubuntu), 'grubby' (RHEL family) or None."""
+    for tool in ('update-grub', 'grub-mkconfig', 'grubby'):
+        if module.get_bin_path(tool):
+            return tool
+    return None
+
+
+def set_cmdline(module, set_params=None, remove_keys=(), check_mode=False, path=GRUB_DROPIN):
+    """Merge kernel parameters into the collection's grub drop-in; regenerate the boot config.
+
+    Returns dict(changed, diff, reboot_required, tool).
+    """
+    set_params = dict(set_params or {})
+    current = read_grub_dropin(path)
+    desired = dict(current)
+    removed = {}
+    for k in remove_keys:
+        if k in desired:
+            removed[k] = desired.pop(k)
+    desired.update(set_params)
+    running = parse_cmdline(running_cmdline())
+    reboot_required = any(running.get(k, object()) != v for k, v in set_params.items()) or \
+        any(k in running for k in removed)
+    result = {'changed': False, 'diff': None, 'reboot_required': reboot_required, 'tool': None}
+    if desired == current:
+        return result
+    text = render_grub_dropin(desired)
+    if text is None:
+        changed, diff = remove_file(path, check_mode)
+    else:
+        changed, diff = write_text(path, text, check_mode)
+    result.update(changed=changed, diff=diff)
+    tool = bootloader_tool(module)
+    result['tool'] = tool
+    if changed and not check_mode:
+        if tool is None:
+            module.warn('no update-grub/grub-mkconfig/grubby found: %s was written but the boot configuration '
+                        'was not regenerated; do it by hand before rebooting' % path)
+        elif tool == 'grubby':
+            args = format_cmdline(set_params)
+            cmd = [module.get_bin_path('grubby'), '--update-kernel=ALL']
+            if args:
+                cmd.append('--args=%s' % args)
+            if removed:
+                cmd.append('--remove-args=%s' % ' '.join(removed))
+            rc, out, err = module.run_command(cmd)
+            if rc != 0:
+                raise knob.KnobError('grubby failed (rc=%d): %s' % (rc, (err or out).strip()))
+        else:
+            cmd = [module.get_bin_path(tool)]
+            if tool == 'grub-mkconfig':
+                cmd += ['-o', '/boot/grub/grub.cfg']
+            rc, out, err = module.run_command(cmd)
+            if rc != 0:
+                raise knob.KnobError('%s failed (rc=%d): %s' % (tool, rc, (err or out).strip().splitlines()[-1:]))
+    return result
+
+
+# ---------------------------------------------------------------- systemd drop-ins
+
+def dropin_path(unit, name):
+    if '/' in unit or '/' in name:
+        raise knob.KnobError('invalid unit or drop-in name: %s / %s' % (unit, name))
+    return '%s/%s.d/%s.conf' % (SYSTEMD_DIR, unit, name)
+
+
+def set_dropin(unit, name, content, check_mode=False):
+    """Write (content str) or remove (content None) a systemd drop-in. Returns (changed, diff)."""
+    path = dropin_path(unit, name)
+    if content is None:
+        return remove_file(path, check_mode)
+    if not content.startswith('#'):
+        content = HEADER + content
+    return write_text(path, content, check_mode)
