@@ -258,3 +258,78 @@ def sysctl_name(path):
 def sysctl_path(name):
     """vm.swappiness -> /proc/sys/vm/swappiness (a '/' in a sysctl name stands for a literal dot)."""
     return '/proc/sys/' + name.replace('.', '\0').replace('/', '.').replace('\0', '/')
+
+
+# ---------------------------------------------------------------- helpers added for the knob modules
+
+_TRUE = ('1', 'y', 'yes', 'on', 'true')
+_FALSE = ('0', 'n', 'no', 'off', 'false')
+
+
+def kernel_bool(value):
+    """Bool-like value -> 'Y'/'N' (how module bool parameters read back); None if not bool-like."""
+    if isinstance(value, bool):
+        return 'Y' if value else 'N'
+    s = normalize(value).lower()
+    if s in _TRUE:
+        return 'Y'
+    if s in _FALSE:
+        return 'N'
+    return None
+
+
+def host_realpath(path):
+    """Host path with every symlink resolved (inside ROOT for fake trees), e.g.
+    /dev/disk/by-id/nvme-X -> /dev/nvme0n1. The target need not exist."""
+    return _strip_root(os.path.realpath(host_path(path)))
+
+
+def preflight(path, desired):
+    """Check, without writing, that `desired` can be applied to `path`: the knob exists, offers the
+    value (bracketed choices) and is writable when a change is needed. Returns read_knob()'s dict
+    plus 'changed' (whether a write would be needed). Raises KnobError."""
+    cur = read_knob(path)
+    validate_choice(path, desired, cur['choices'])
+    cur['changed'] = not values_match(cur['value'], desired)
+    if cur['changed'] and not os.stat(host_path(path)).st_mode & 0o222:
+        raise KnobError('%s is read-only on this kernel (%s)' % (path, kernel_release()), path=path, kind='readonly')
+    return cur
+
+
+def apply_knobs(items, check_mode=False):
+    """Apply [(path, desired), ...] in order, all or nothing (as far as the kernel allows).
+
+    Every item is checked with preflight() before the first write. If a write then fails (EINVAL,
+    EBUSY, value not effective), the knobs already written by this call are set back to their
+    previous values in the same order they were applied (so e.g. a block device's scheduler is
+    restored before its nr_requests) and the KnobError is re-raised with a note appended; the
+    error carries ``applied`` (results written before the failure) and ``rolled_back`` (paths
+    restored). Returns the list of apply_knob() results.
+    """
+    befores = [preflight(path, desired)['value'] for path, desired in items]
+    results = []
+    for i, (path, desired) in enumerate(items):
+        try:
+            results.append(apply_knob(path, desired, check_mode=check_mode))
+        except KnobError as e:
+            applied = [r for r in results if r['changed']]
+            # the failing knob too: a write that "did not take effect" may still have changed it
+            restore = [(r['path'], r['before']) for r in applied] + [(path, befores[i])]
+            rolled, failed = [], []
+            for rpath, before in restore:
+                try:
+                    if apply_knob(rpath, before)['changed']:
+                        rolled.append('%s=%s' % (rpath, before))
+                except KnobError as re_err:
+                    failed.append('%s (%s)' % (rpath, re_err.msg))
+            msg = e.msg
+            if failed:
+                msg += '; rollback FAILED for %s: check the host' % ', '.join(failed)
+            elif rolled:
+                msg += '; nothing left half-applied: restored %s' % ', '.join(rolled)
+            err = KnobError(msg, path=e.path, kind=e.kind)
+            err.applied = applied
+            err.rolled_back = rolled
+            err.index = i
+            raise err
+    return results

@@ -179,9 +179,10 @@ def udev_file(path):
 
 # ---------------------------------------------------------------- kernel command line
 
+# Only parameters the kernel really has (Documentation/admin-guide/kernel-parameters.txt): THP's
+# `defrag` has no boot parameter (persist it with tmpfiles.d instead).
 _CMDLINE_EQUIV = {
     '/sys/kernel/mm/transparent_hugepage/enabled': 'transparent_hugepage',
-    '/sys/kernel/mm/transparent_hugepage/defrag': 'transparent_hugepage_defrag',
 }
 
 
