@@ -1,0 +1,226 @@
+# -*- coding: utf-8 -*-
+from __future__ import absolute_import, division, print_function
+
+import pytest
+
+from ansible_collections.medai.llmhost.plugins.modules import sysfs_param
+from ansible_collections.medai.llmhost.tests.unit.fake_trees import layout_thp, layout_vm_sysctls, layout_zswap
+from ansible_collections.medai.llmhost.tests.unit.plugins.modules.knob_module_helpers import (
+    run_module, snapshot, journal, originals)
+
+THP = '/sys/kernel/mm/transparent_hugepage/enabled'
+DEFRAG = '/sys/kernel/mm/transparent_hugepage/defrag'
+SWAP = '/proc/sys/vm/swappiness'
+WSF = '/proc/sys/vm/watermark_scale_factor'
+SYSCTL = '/etc/sysctl.d/90-medai-llmhost.conf'
+TMPF = '/etc/tmpfiles.d/medai-llmhost.conf'
+GRUB = '/etc/default/grub.d/90-medai-llmhost.cfg'
+
+
+@pytest.fixture
+def host(fake):
+    layout_thp(fake)
+    layout_vm_sysctls(fake)
+    return fake
+
+
+def run(args, **kw):
+    return run_module(sysfs_param, args, **kw)
+
+
+def test_change_then_idempotent(host):
+    res = run({'path': THP, 'value': 'madvise'})
+    assert res['changed'] is False and res['knobs'][0]['before'] == 'madvise'
+    res = run({'path': THP, 'value': 'never', 'change_context': 'OPS-1'})
+    assert res['changed'] is True
+    assert res['knobs'] == [{'path': THP, 'resolved_path': THP, 'before': 'madvise', 'after': 'never',
+                             'changed': True, 'persisted_in': None}]
+    assert host.read(THP) == 'always madvise [never]\n'
+    again = run({'path': THP, 'value': 'never'})
+    assert again['changed'] is False and again['knobs'][0]['after'] == 'never'
+    assert host.writes == [(THP, 'never')]
+    # originals + journal written once
+    orig = originals(host)
+    assert orig['knob:' + THP]['original'] == 'madvise'
+    j = journal(host)
+    assert [(e['setting'], e['before'], e['after'], e['context']) for e in j] == [('knob:' + THP, 'madvise', 'never', 'OPS-1')]
+
+
+def test_first_original_is_kept(host):
+    run({'path': SWAP, 'value': 10})
+    run({'path': SWAP, 'value': 20})
+    assert host.read(SWAP) == '20\n'
+    assert originals(host)['knob:' + SWAP]['original'] == '60'
+    assert [(e['before'], e['after']) for e in journal(host)] == [('60', '10'), ('10', '20')]
+
+
+def test_check_mode_writes_nothing(host):
+    before = snapshot(host.root)
+    res = run({'params': {THP: 'never', SWAP: 10}, 'persist': 'tmpfiles'}, check_mode=True)
+    assert res['changed'] is True
+    assert [(k['before'], k['after'], k['changed']) for k in res['knobs']] == [('madvise', 'never', True),
+                                                                               ('60', '10', True)]
+    assert res['persist_changed'] == [TMPF]
+    assert snapshot(host.root) == before
+    assert host.writes == []
+    assert journal(host) == [] and originals(host) == {}
+    # the diff still shows what would happen
+    assert res['diff'][1]['after'].endswith('w %s - - - - never\nw %s - - - - 10\n' % (THP, SWAP))
+
+
+def test_diff_content(host):
+    res = run({'params': {THP: 'never', SWAP: 10}, 'persist': 'tmpfiles'})
+    assert res['diff'][0] == {'before_header': 'runtime knobs', 'after_header': 'runtime knobs',
+                              'before': '%s = madvise\n%s = 60\n' % (THP, SWAP),
+                              'after': '%s = never\n%s = 10\n' % (THP, SWAP)}
+    assert res['diff'][1]['before'] == '' and res['diff'][1]['before_header'] == TMPF
+
+
+def test_persist_sysctl_keeps_foreign_lines(host):
+    host.file(SYSCTL, '# site\nnet.core.somaxconn = 4096\n')
+    res = run({'params': {SWAP: 10, WSF: 200}, 'persist': 'sysctl'})
+    assert res['changed'] and res['persist_changed'] == [SYSCTL]
+    assert [k['persisted_in'] for k in res['knobs']] == [SYSCTL, SYSCTL]
+    text = host.read(SYSCTL)
+    assert text.startswith('# Managed by Ansible (medai.llmhost)')
+    assert text.splitlines()[1:] == ['# site', 'net.core.somaxconn = 4096', 'vm.swappiness = 10',
+                                     'vm.watermark_scale_factor = 200']
+    again = run({'params': {SWAP: 10, WSF: 200}, 'persist': 'sysctl'})
+    assert again['changed'] is False and again['persist_changed'] == []
+
+
+def test_persist_sysctl_refused_for_sys(host):
+    res = run({'path': THP, 'value': 'never', 'persist': 'sysctl'})
+    assert res['failed'] and 'persist=sysctl works only for /proc/sys knobs' in res['msg']
+    assert host.writes == []
+
+
+def test_persist_tmpfiles_content(host):
+    run({'params': {THP: 'madvise', DEFRAG: 'defer+madvise'}, 'persist': 'tmpfiles'})
+    assert host.read(TMPF).splitlines()[1:] == ['w %s - - - - madvise' % THP, 'w %s - - - - defer+madvise' % DEFRAG]
+
+
+def test_persist_cmdline(host):
+    calls = []
+    res = run({'path': THP, 'value': 'never', 'persist': 'cmdline'},
+              bins={'update-grub': '/usr/sbin/update-grub'},
+              run_command=lambda cmd: calls.append(cmd) or (0, '', ''))
+    assert res['changed'] and res['reboot_required'] is True
+    assert calls == [['/usr/sbin/update-grub']]
+    assert 'transparent_hugepage=never' in host.read(GRUB)
+    assert res['knobs'][0]['persisted_in'] == GRUB
+    assert 'reboot required' in res['msg']
+
+
+def test_persist_cmdline_without_equivalent_fails_before_change(host):
+    res = run({'params': {THP: 'never', SWAP: 10}, 'persist': 'cmdline'})
+    assert res['failed']
+    assert res['msg'] == '/proc/sys/vm/swappiness has no kernel command-line equivalent: use persist=tmpfiles or persist=sysctl'
+    assert host.writes == [] and host.read(THP) == 'always [madvise] never\n'
+    res = run({'path': DEFRAG, 'value': 'never', 'persist': 'cmdline'})
+    assert res['failed'] and 'no kernel command-line equivalent' in res['msg']
+
+
+def test_bool_knob_y_n(fake):
+    layout_zswap(fake)
+    p = '/sys/module/zswap/parameters/enabled'
+    res = run({'path': p, 'value': True})
+    assert res['changed'] and fake.read(p) == 'Y\n' and res['knobs'][0]['after'] == 'Y'
+    assert run({'path': p, 'value': 'yes'})['changed'] is False
+    assert run({'path': p, 'value': 1})['changed'] is False
+    assert run({'path': p, 'value': False})['knobs'][0]['after'] == 'N'
+
+
+@pytest.mark.parametrize('path', ['/etc/passwd', '/sys/../etc/shadow', '/proc/1/environ', 'sys/kernel/x'])
+def test_outside_refused(host, path):
+    res = run({'path': path, 'value': '1'})
+    assert res['failed'] and ('refused' in res['msg'] or 'must be an absolute path' in res['msg'])
+    assert host.writes == []
+
+
+def test_symlink_escape_refused(host):
+    host.file('/etc/shadow', 'secret')
+    host.symlink('/etc/shadow', '/sys/kernel/evil')
+    res = run({'path': '/sys/kernel/evil', 'value': 'x'})
+    assert res['failed'] and res['msg'] == ('knob path /sys/kernel/evil resolves to /etc/shadow, '
+                                            'outside /sys and /proc/sys: refused')
+    assert host.read('/etc/shadow') == 'secret\n'
+
+
+@pytest.mark.parametrize('path,hint', [
+    ('/sys/module/zswap/parameters/comp_algorithm', "zswap's parameter is /sys/module/zswap/parameters/compressor"),
+    ('/proc/sys/kernel/sched_latency_ns', 'moved to /sys/kernel/debug/sched/latency_ns in 5.13'),
+    ('/proc/sys/vm/vmstat_refresh', 'vm.watermark_scale_factor'),
+])
+def test_missing_knob_names_release_and_replacement(host, path, hint):
+    res = run({'path': path, 'value': '1'})
+    assert res['failed']
+    assert res['msg'].startswith('%s does not exist on this kernel (6.1.0-28-amd64): ' % path)
+    assert hint in res['msg']
+
+
+def test_einval_rolls_back_first_knob(host):
+    res = run({'params': {THP: 'never', SWAP: 500}})
+    assert res['failed']
+    assert "the kernel rejected '500' for /proc/sys/vm/swappiness (EINVAL)" in res['msg']
+    assert 'restored %s=madvise' % THP in res['msg']
+    assert host.read(THP) == 'always [madvise] never\n' and host.read(SWAP) == '60\n'
+    assert [(e['action'], e.get('after')) for e in journal(host)] == [('set', 'never'), ('rollback', 'madvise')]
+
+
+def test_second_invalid_nothing_written(host):
+    # choice not offered / missing knob are found before any write
+    res = run({'params': {SWAP: 10, THP: 'sometimes'}, 'persist': 'tmpfiles'})
+    assert res['failed'] and 'offered: always, madvise, never' in res['msg']
+    res = run({'params': {SWAP: 10, '/proc/sys/vm/vmstat_refresh': '1'}})
+    assert res['failed'] and 'does not exist' in res['msg']
+    assert host.writes == [] and host.read(SWAP) == '60\n'
+    assert snapshot(host.root).get(TMPF.lstrip('/')) is None
+    assert journal(host) == [] and originals(host) == {}
+
+
+def test_readonly_knob(host):
+    res = run({'path': '/sys/kernel/mm/transparent_hugepage/hpage_pmd_size', 'value': 4096})
+    assert res['failed'] and 'read-only' in res['msg']
+
+
+def test_not_effective(host):
+    host.set_sticky('/proc/sys/vm/min_free_kbytes', '67584')
+    res = run({'path': '/proc/sys/vm/min_free_kbytes', 'value': 131072})
+    assert res['failed'] and "the kernel reports '67584'" in res['msg']
+
+
+def test_absent_restores_and_removes_persistence(host):
+    host.file(SYSCTL, 'kernel.foo = 1\n')
+    run({'params': {SWAP: 10, WSF: 200}, 'persist': 'sysctl'})
+    run({'path': THP, 'value': 'never', 'persist': 'tmpfiles'})
+    res = run({'params': {SWAP: None, THP: None}, 'state': 'absent'})
+    assert res['changed']
+    assert [(k['path'], k['before'], k['after']) for k in res['knobs']] == [(SWAP, '10', '60'), (THP, 'never', 'madvise')]
+    assert host.read(SWAP) == '60\n' and host.read(THP) == 'always [madvise] never\n'
+    assert host.read(SYSCTL).splitlines()[1:] == ['kernel.foo = 1', 'vm.watermark_scale_factor = 200']
+    assert not __import__('os').path.exists(host.path(TMPF))
+    assert set(originals(host)) == {'knob:' + WSF}
+    assert run({'params': {SWAP: None, THP: None}, 'state': 'absent'})['changed'] is False
+
+
+def test_absent_without_record_warns(host):
+    res = run({'path': SWAP, 'state': 'absent'})
+    assert res['changed'] is False and host.read(SWAP) == '60\n'
+    assert res['warnings'] == ["no original value recorded for /proc/sys/vm/swappiness: its running value '60' was left as it is"]
+
+
+def test_absent_check_mode(host):
+    run({'path': SWAP, 'value': 10, 'persist': 'tmpfiles'})
+    before = snapshot(host.root)
+    res = run({'path': SWAP, 'state': 'absent'}, check_mode=True)
+    assert res['changed'] and res['knobs'][0]['after'] == '60'
+    assert snapshot(host.root) == before
+
+
+def test_arg_validation(host):
+    assert 'mutually exclusive' in run({'path': THP, 'value': 'x', 'params': {SWAP: 1}})['msg']
+    assert 'one of the following is required' in run({'value': 'x'})['msg']
+    assert run({'path': THP})['msg'] == 'value is required with path when state=present'
+    res = run({'params': {SWAP: 1, '/proc/sys/vm//swappiness': 2}})
+    assert res['failed'] and 'are the same knob' in res['msg']
