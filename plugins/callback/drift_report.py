@@ -80,8 +80,29 @@ def flatten_diff(diffs):
                 if before.get(key) != after.get(key):
                     rows.append((to_text(key), before.get(key), after.get(key)))
         elif before != after:
-            rows.append((to_text(header or 'content'), before, after))
+            kv_before, kv_after = _key_values(before), _key_values(after)
+            if kv_before is not None and kv_after is not None:
+                for key in sorted(set(kv_before) | set(kv_after)):
+                    if kv_before.get(key) != kv_after.get(key):
+                        rows.append((key, kv_before.get(key), kv_after.get(key)))
+            else:
+                rows.append((to_text(header or 'content'), before, after))
     return rows
+
+
+def _key_values(text):
+    """'key = value' lines (as the knob modules' runtime diffs are) -> dict, or None for other text."""
+    if not isinstance(text, str):
+        return None
+    out = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        key, sep, value = line.partition(' = ')
+        if not sep or ' ' in key:
+            return None
+        out[key] = value
+    return out
 
 
 class CallbackModule(CallbackBase):

@@ -17,3 +17,9 @@ def test_flatten_file_diff_and_list():
 
 def test_flatten_nothing():
     assert flatten_diff(None) == []
+
+
+def test_flatten_key_value_text_diff():
+    rows = flatten_diff([{'before_header': 'runtime knobs', 'after_header': 'runtime knobs',
+                          'before': '/sys/a = madvise\n/sys/b = 1\n', 'after': '/sys/a = never\n/sys/b = 1\n'}])
+    assert rows == [('/sys/a', 'madvise', 'never')]
