@@ -11,8 +11,9 @@ name: drift_report
 type: aggregate
 short_description: Fleet drift report (desired vs effective) from a check-mode run
 description:
-  - Collects the result of every task that runs in check mode with diff (C(--check --diff)), as
-    C(playbooks/audit.yml) does, and writes a fleet report at the end of the run.
+  - Collects the result of every task that runs in check mode with diff (C(--check --diff), or a play
+    with C(check_mode: true) and C(diff: true) as C(playbooks/audit.yml) has), and writes a fleet report
+    at the end of the run.
   - Effective value = the task's diff C(before) (what the host has); desired = the diff C(after)
     (what the inventory asks for). A task that would change something is drift.
   - Writes C(audit-<timestamp>.json), C(.md) and C(.html) plus C(audit-latest.*) copies into the report
@@ -124,9 +125,9 @@ class CallbackModule(CallbackBase):
         return self.hosts.setdefault(name, {'settings': [], 'failed': [], 'extra': {}, 'unreachable': False})
 
     def _record(self, result, status):
-        if not context.CLIARGS.get('check'):
-            return
         task = result._task
+        if not (getattr(task, 'check_mode', None) is True or context.CLIARGS.get('check')):
+            return
         self.check_mode_seen = True
         host = self._host(result._host.get_name())
         res = result._result
