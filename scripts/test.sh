@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# The test command of medai.llmhost (CI runs it through .ci/run).
+#
+#   scripts/test.sh                      # all stages: unit sanity lint docs molecule
+#   scripts/test.sh --only unit,sanity   # just these stages
+#   scripts/test.sh --skip molecule      # all but these
+#   scripts/test.sh --no-setup ...       # do not run scripts/setup.sh first (it is ~0.2 s when up to date)
+#
+# Stages (each timed; output also saved to tests/output/test-logs/<stage>.log):
+#   setup     scripts/setup.sh (always first unless --no-setup; on failure nothing else runs)
+#   unit      pytest tests/unit -q  (pytest exit 5 = "no tests collected" passes, reported as such)
+#   sanity    scripts/ansible_test.sh sanity  (ansible-test sanity --venv, every default test)
+#   lint      ansible-lint --profile production  (config: .ansible-lint)
+#   docs      antsibull-docs lint-collection-docs --plugin-docs . ; antsibull-changelog lint
+#   molecule  `molecule test -s <name>` for each scenario listed in molecule/SUITE (one per line,
+#             '#' comments allowed); skipped with a message when the file is absent or empty.
+#
+# Ends with a table of stages (status, seconds) and a last line "N passed, N failed" (stages);
+# exits non-zero if any stage failed. A summary is also written to tests/output/test-summary.tsv.
+# On SIGINT/SIGTERM only the running stage's own process group (started by this script) is signalled.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+
+ALL_STAGES=(unit sanity lint docs molecule)
+LOG_DIR=$ROOT/tests/output/test-logs
+
+usage() { sed -n '2,21p' "$0"; }
+
+csv_to_list() { tr ',' ' ' <<<"$1"; }
+
+only="" skip="" run_setup=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --only) [ $# -ge 2 ] || { usage >&2; exit 2; }; only="$only $(csv_to_list "$2")"; shift 2 ;;
+    --only=*) only="$only $(csv_to_list "${1#--only=}")"; shift ;;
+    --skip) [ $# -ge 2 ] || { usage >&2; exit 2; }; skip="$skip $(csv_to_list "$2")"; shift 2 ;;
+    --skip=*) skip="$skip $(csv_to_list "${1#--skip=}")"; shift ;;
+    --no-setup) run_setup=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "test.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+done
+
+is_stage() { local s; for s in "${ALL_STAGES[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
+for s in $only $skip; do
+  is_stage "$s" || { echo "test.sh: unknown stage '$s' (stages: ${ALL_STAGES[*]})" >&2; exit 2; }
+done
+in_list() { local x; for x in $2; do [ "$x" = "$1" ] && return 0; done; return 1; }
+
+STAGES=()
+for s in "${ALL_STAGES[@]}"; do
+  if [ -n "$only" ] && ! in_list "$s" "$only"; then continue; fi
+  if in_list "$s" "$skip"; then continue; fi
+  STAGES+=("$s")
+done
+
+# ------------------------------------------------------------------ environment for the tools
+activate_venv() {
+  # shellcheck disable=SC1091
+  source "$ROOT/.venv/bin/activate"
+  export ANSIBLE_COLLECTIONS_PATH=$ROOT/.collections
+  export ANSIBLE_ROLES_PATH=$ROOT/roles
+  export PY_COLORS=${PY_COLORS:-0} ANSIBLE_NOCOLOR=${ANSIBLE_NOCOLOR:-1} ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
+}
+
+# A stage may write a one-line note (shown in the summary) to $STAGE_NOTE.
+
+# ------------------------------------------------------------------ stages
+stage_setup() { bash "$ROOT/scripts/setup.sh"; }
+
+stage_unit() {
+  if [ ! -d tests/unit ]; then echo "no tests/unit directory" | tee "$STAGE_NOTE"; return 0; fi
+  local rc=0
+  PYTHONPATH=$ROOT/.collections${PYTHONPATH:+:$PYTHONPATH} python -m pytest tests/unit -q || rc=$?
+  if [ "$rc" = 5 ]; then
+    echo "pytest: no tests collected (exit 5), not counted as a failure" | tee "$STAGE_NOTE"
+    return 0
+  fi
+  return "$rc"
+}
+
+stage_sanity() { bash "$ROOT/scripts/ansible_test.sh" sanity; }
+
+stage_lint() { ansible-lint --profile production; }
+
+stage_docs() {
+  local rc=0
+  echo "+ antsibull-docs lint-collection-docs --plugin-docs ."
+  antsibull-docs lint-collection-docs --plugin-docs . || rc=1
+  echo "+ antsibull-changelog lint"
+  antsibull-changelog lint || rc=1
+  return "$rc"
+}
+
+# How one scenario runs. The lab owner may replace this function (e.g. to call scripts/lab.py).
+run_molecule_scenario() { molecule test -s "$1"; }
+
+stage_molecule() {
+  local suite=$ROOT/molecule/SUITE scenarios=() line
+  if [ -f "$suite" ]; then
+    while IFS= read -r line || [ -n "$line" ]; do
+      line=${line%%#*}; line=${line//[[:space:]]/}
+      [ -n "$line" ] && scenarios+=("$line")
+    done <"$suite"
+  fi
+  if [ "${#scenarios[@]}" = 0 ]; then
+    echo "molecule/SUITE absent or empty: no scenarios to run" | tee "$STAGE_NOTE"
+    return 0
+  fi
+  local s bad=()
+  for s in "${scenarios[@]}"; do
+    echo "+ molecule test -s $s"
+    local t0=$EPOCHREALTIME
+    if run_molecule_scenario "$s"; then
+      printf 'molecule scenario %s: PASS (%.0f s)\n' "$s" "$(elapsed "$t0")"
+    else
+      printf 'molecule scenario %s: FAIL (%.0f s)\n' "$s" "$(elapsed "$t0")"
+      bad+=("$s")
+    fi
+  done
+  if [ "${#bad[@]}" -gt 0 ]; then
+    echo "failed scenarios: ${bad[*]} (of ${scenarios[*]})" | tee "$STAGE_NOTE"
+    return 1
+  fi
+  echo "${#scenarios[@]} scenario(s): ${scenarios[*]}" >"$STAGE_NOTE"
+}
+
+# ------------------------------------------------------------------ runner
+elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+
+declare -A STATUS SECS NOTE
+CURRENT_PID=""
+on_signal() {
+  local sig=$1
+  echo "test.sh: received SIG$sig" >&2
+  # Only the stage this script started (its own process group, see `set -m` below).
+  if [ -n "$CURRENT_PID" ]; then kill -s "$sig" -- "-$CURRENT_PID" 2>/dev/null || true; fi
+  INTERRUPTED=1
+}
+INTERRUPTED=0
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
+
+mkdir -p "$LOG_DIR"
+
+run_stage() {
+  local name=$1 t0 rc=0
+  if [ "$INTERRUPTED" = 1 ]; then STATUS[$name]=SKIP; SECS[$name]=0.0; NOTE[$name]="interrupted"; return; fi
+  STAGE_NOTE=$(mktemp); export STAGE_NOTE
+  echo
+  echo "==================== stage: $name ===================="
+  t0=$EPOCHREALTIME
+  # Each stage in its own process group (set -m) so a signal reaches exactly what this script started.
+  set -m
+  ( ( "stage_$name" ) </dev/null 2>&1 | tee "$LOG_DIR/$name.log"; exit "${PIPESTATUS[0]}" ) &
+  CURRENT_PID=$!
+  set +m
+  while :; do
+    wait "$CURRENT_PID"; rc=$?
+    # wait returns >128 when interrupted by a trapped signal; wait again for the real exit status.
+    if [ "$rc" -gt 128 ] && kill -0 "$CURRENT_PID" 2>/dev/null; then continue; fi
+    break
+  done
+  CURRENT_PID=""
+  SECS[$name]=$(elapsed "$t0")
+  NOTE[$name]=$(head -c 200 "$STAGE_NOTE" | tr '\n' ' ')
+  rm -f "$STAGE_NOTE"
+  if [ "$rc" = 0 ]; then STATUS[$name]=PASS; else STATUS[$name]=FAIL; NOTE[$name]="exit $rc ${NOTE[$name]}"; fi
+  echo "-------------------- stage: $name: ${STATUS[$name]} in ${SECS[$name]} s (log: ${LOG_DIR#"$ROOT"/}/$name.log)"
+}
+
+setup_ok=1
+if [ "$run_setup" = 1 ]; then
+  run_stage setup
+  [ "${STATUS[setup]}" = PASS ] || setup_ok=0
+fi
+if [ "$setup_ok" = 1 ] && [ -x "$ROOT/.venv/bin/python" ]; then
+  activate_venv
+else
+  setup_ok=0
+fi
+
+for s in "${STAGES[@]}"; do
+  if [ "$setup_ok" = 1 ]; then
+    run_stage "$s"
+  else
+    STATUS[$s]=SKIP; SECS[$s]=0.0; NOTE[$s]="setup failed or .venv missing"
+  fi
+done
+for s in "${ALL_STAGES[@]}"; do
+  in_list "$s" "${STAGES[*]}" && continue
+  STATUS[$s]=SKIP; SECS[$s]=0.0; NOTE[$s]="not selected"
+done
+
+# ------------------------------------------------------------------ summary
+passed=0 failed=0
+summary=$ROOT/tests/output/test-summary.tsv
+printf 'stage\tstatus\tseconds\tnote\n' >"$summary"
+echo
+echo "==================== summary ===================="
+printf '%-10s %-6s %9s  %s\n' STAGE STATUS SECONDS NOTE
+for s in setup "${ALL_STAGES[@]}"; do
+  [ -n "${STATUS[$s]:-}" ] || continue
+  printf '%-10s %-6s %9s  %s\n' "$s" "${STATUS[$s]}" "${SECS[$s]}" "${NOTE[$s]}"
+  printf '%s\t%s\t%s\t%s\n' "$s" "${STATUS[$s]}" "${SECS[$s]}" "${NOTE[$s]}" >>"$summary"
+  case ${STATUS[$s]} in
+    PASS) passed=$((passed + 1)) ;;
+    FAIL) failed=$((failed + 1)) ;;
+  esac
+done
+if [ "$INTERRUPTED" = 1 ]; then
+  echo "(interrupted)"
+  failed=$((failed > 0 ? failed : 1))
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
