@@ -161,3 +161,50 @@ def layout_block(fk):
         fk.symlink(real, '/sys/class/block/' + name)
         fk.symlink(real, '/sys/block/' + name)
     return devs
+
+
+def layout_block_extra(fk):
+    """Beside layout_block(): a partition (nvme0n1p1), a bio-based device-mapper volume without an I/O
+    scheduler (dm-0 reads plain `none`), a loop device, and /dev/disk/by-id symlinks as udev makes them."""
+    nv = '/sys/devices/pci0000:00/0000:00:1d.0/0000:3d:00.0/nvme/nvme0/nvme0n1'
+    fk.file(nv + '/nvme0n1p1/partition', '1')
+    fk.file(nv + '/nvme0n1p1/dev', '259:1')
+    fk.symlink(nv + '/nvme0n1p1', '/sys/class/block/nvme0n1p1')
+    fk.file('/sys/devices/virtual/block/dm-0/queue/scheduler', 'none')
+    fk.file('/sys/devices/virtual/block/dm-0/queue/rotational', '0')
+    fk.symlink('/sys/devices/virtual/block/dm-0', '/sys/class/block/dm-0')
+    fk.symlink('/sys/devices/virtual/block/dm-0', '/sys/block/dm-0')
+    fk.file('/sys/devices/virtual/block/loop0/queue/scheduler', '[none] mq-deadline')
+    fk.file('/sys/devices/virtual/block/loop0/queue/rotational', '1')
+    fk.file('/sys/devices/virtual/block/loop0/queue/nr_requests', '128')
+    fk.file('/sys/devices/virtual/block/loop0/queue/read_ahead_kb', '128')
+    fk.symlink('/sys/devices/virtual/block/loop0', '/sys/class/block/loop0')
+    fk.symlink('/sys/devices/virtual/block/loop0', '/sys/block/loop0')
+    os.makedirs(fk.path('/dev/disk/by-id'))
+    os.symlink('../../nvme0n1', fk.path('/dev/disk/by-id/nvme-SAMSUNG_MZQL23T8HCLS-00A07_S64HNE0R123456'))
+    os.symlink('../../nvme0n1p1', fk.path('/dev/disk/by-id/nvme-SAMSUNG_MZQL23T8HCLS-00A07_S64HNE0R123456-part1'))
+    os.symlink('../../sda', fk.path('/dev/disk/by-id/ata-ST8000NM000A-2KE101_WSD0ABCD'))
+
+
+def emulate_scheduler_reset(fk, devs, sched_max=2048):
+    """Like the kernel: switching a device's I/O scheduler resets its nr_requests (to the hardware tag
+    depth with `none`, to 2 x min(depth, 128) with a scheduler) and changes nr_requests' allowed range
+    (<= tag depth with `none`, <= `sched_max` with a scheduler). `devs` is layout_block()'s return value;
+    the tag depth is each device's initial nr_requests when it starts on `none`, else 64."""
+    for name, (real, sched, _rot, nr) in devs.items():
+        depth = int(nr) if sched.startswith('[none]') else 64
+        q = real + '/queue/'
+
+        def hook(value, q=q, depth=depth):
+            cur = fk.read(q + 'scheduler')
+            if '[%s]' % value in cur:
+                return
+            if value == 'none':
+                fk.set_range(q + 'nr_requests', 4, depth)
+                new = depth
+            else:
+                fk.set_range(q + 'nr_requests', 4, sched_max)
+                new = 2 * min(depth, 128)
+            with open(fk.path(q + 'nr_requests'), 'w') as f:
+                f.write('%d\n' % new)
+        fk.hooks[fk.path(q + 'scheduler')] = hook
