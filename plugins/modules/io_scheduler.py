@@ -18,7 +18,7 @@ description:
     optionally only rotational or only non-rotational devices (O(rotational)).
   - Only the schedulers a device offers in C(/sys/block/<dev>/queue/scheduler) are accepted (blk-mq offers
     C(none), C(mq-deadline), C(kyber), C(bfq); kyber and bfq appear once their modules are loaded).
-    Legacy single-queue names, removed in kernel 5.0, are mapped: C(noop) to C(none) and C(deadline) to
+    Legacy single-queue names, removed in kernel 5.0, are mapped, C(noop) to C(none) and C(deadline) to
     C(mq-deadline) (reported as a warning); C(cfq) fails unless O(translate_legacy=true), which maps it to C(bfq).
   - The scheduler is set first because changing it resets C(nr_requests); then C(nr_requests), then C(read_ahead_kb).
     Every value is read back. All devices are checked before the first write; if the kernel still rejects a value

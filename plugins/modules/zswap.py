@@ -21,7 +21,7 @@ description:
     O(shrinker_enabled) before 6.8) fails with "not available on this kernel (<release>)" when it is asked for.
   - The compressor and the zpool are written before C(enabled). All parameters are checked before the first
     write; if the kernel rejects one while writing, those already changed by the task are set back.
-  - zswap only caches pages on their way to swap: without an active swap device or file it does nothing. A warning
+  - zswap only caches pages on their way to swap; without an active swap device or file it does nothing. A warning
     says so when zswap is (or is being) enabled and C(/proc/swaps) lists no swap.
   - Values before the first change are recorded in the originals store; O(state=absent) restores them and removes
     the collection's zswap persistence.
