@@ -25,7 +25,7 @@ what=${1:-all}
 [ $# -gt 0 ] && shift
 case $what in
   sanity|units|all) ;;
-  -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+  -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
   *) echo "ansible_test.sh: unknown command '$what' (sanity|units|all)" >&2; exit 2 ;;
 esac
 
@@ -43,6 +43,8 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 mkdir -p "$COLL"
 rsync -a --delete \

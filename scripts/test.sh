@@ -8,14 +8,15 @@
 #
 # Stages (each timed; output also saved to tests/output/test-logs/<stage>.log):
 #   setup     scripts/setup.sh (always first unless --no-setup; on failure nothing else runs)
-#   unit      pytest tests/unit -q  (pytest exit 5 = "no tests collected" passes, reported as such)
+#   unit      pytest tests/unit -q  (pytest exit 5 "no tests collected" is a SKIP, not a failure)
 #   sanity    scripts/ansible_test.sh sanity  (ansible-test sanity --venv, every default test)
 #   lint      ansible-lint --profile production  (config: .ansible-lint)
 #   docs      antsibull-docs lint-collection-docs --plugin-docs . ; antsibull-changelog lint
 #   molecule  `molecule test -s <name>` for each scenario listed in molecule/SUITE (one per line,
-#             '#' comments allowed); skipped with a message when the file is absent or empty.
+#             '#' comments allowed); SKIP with a message when the file is absent or empty.
 #
-# Ends with a table of stages (status, seconds) and a last line "N passed, N failed" (stages);
+# Ends with a table of stages (PASS/FAIL/SKIP, seconds) and a last line "N passed, N failed"
+# (counting stages; SKIP counts as neither);
 # exits non-zero if any stage failed. A summary is also written to tests/output/test-summary.tsv.
 # On SIGINT/SIGTERM only the running stage's own process group (started by this script) is signalled.
 set -uo pipefail
@@ -26,7 +27,7 @@ cd "$ROOT" || exit 1
 ALL_STAGES=(unit sanity lint docs molecule)
 LOG_DIR=$ROOT/tests/output/test-logs
 
-usage() { sed -n '2,21p' "$0"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; }
 
 csv_to_list() { tr ',' ' ' <<<"$1"; }
 
@@ -65,18 +66,20 @@ activate_venv() {
   export PY_COLORS=${PY_COLORS:-0} ANSIBLE_NOCOLOR=${ANSIBLE_NOCOLOR:-1} ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
 }
 
-# A stage may write a one-line note (shown in the summary) to $STAGE_NOTE.
+# A stage may write a one-line note (shown in the summary) to $STAGE_NOTE, and returns
+# 0 = PASS, 77 = SKIP (nothing to test; counted neither passed nor failed), anything else = FAIL.
+SKIP_RC=77
 
 # ------------------------------------------------------------------ stages
 stage_setup() { bash "$ROOT/scripts/setup.sh"; }
 
 stage_unit() {
-  if [ ! -d tests/unit ]; then echo "no tests/unit directory" | tee "$STAGE_NOTE"; return 0; fi
+  if [ ! -d tests/unit ]; then echo "no tests/unit directory" | tee "$STAGE_NOTE"; return "$SKIP_RC"; fi
   local rc=0
   PYTHONPATH=$ROOT/.collections${PYTHONPATH:+:$PYTHONPATH} python -m pytest tests/unit -q || rc=$?
   if [ "$rc" = 5 ]; then
     echo "pytest: no tests collected (exit 5), not counted as a failure" | tee "$STAGE_NOTE"
-    return 0
+    return "$SKIP_RC"
   fi
   return "$rc"
 }
@@ -107,7 +110,7 @@ stage_molecule() {
   fi
   if [ "${#scenarios[@]}" = 0 ]; then
     echo "molecule/SUITE absent or empty: no scenarios to run" | tee "$STAGE_NOTE"
-    return 0
+    return "$SKIP_RC"
   fi
   local s bad=()
   for s in "${scenarios[@]}"; do
@@ -153,8 +156,13 @@ run_stage() {
   echo "==================== stage: $name ===================="
   t0=$EPOCHREALTIME
   # Each stage in its own process group (set -m) so a signal reaches exactly what this script started.
+  # The wrapper and tee outlive INT/TERM so the stage can clean up and its last output is still logged.
   set -m
-  ( ( "stage_$name" ) </dev/null 2>&1 | tee "$LOG_DIR/$name.log"; exit "${PIPESTATUS[0]}" ) &
+  (
+    trap ':' INT TERM
+    ( "stage_$name" ) </dev/null 2>&1 | (trap '' INT TERM; exec tee "$LOG_DIR/$name.log")
+    exit "${PIPESTATUS[0]}"
+  ) &
   CURRENT_PID=$!
   set +m
   while :; do
@@ -167,7 +175,11 @@ run_stage() {
   SECS[$name]=$(elapsed "$t0")
   NOTE[$name]=$(head -c 200 "$STAGE_NOTE" | tr '\n' ' ')
   rm -f "$STAGE_NOTE"
-  if [ "$rc" = 0 ]; then STATUS[$name]=PASS; else STATUS[$name]=FAIL; NOTE[$name]="exit $rc ${NOTE[$name]}"; fi
+  case $rc in
+    0) STATUS[$name]=PASS ;;
+    "$SKIP_RC") STATUS[$name]=SKIP ;;
+    *) STATUS[$name]=FAIL; NOTE[$name]="exit $rc ${NOTE[$name]}" ;;
+  esac
   echo "-------------------- stage: $name: ${STATUS[$name]} in ${SECS[$name]} s (log: ${LOG_DIR#"$ROOT"/}/$name.log)"
 }
 
