@@ -31,7 +31,7 @@ description:
   - Values before the first change are recorded in the originals store; O(state=absent) restores them and
     removes the devices' (or the pattern's) rules.
 author:
-  - medai.llmhost contributors
+  - medai.llmhost contributors (@medai-llmhost)
 options:
   device:
     description:
@@ -484,12 +484,12 @@ class IoScheduler(object):
                 values = dict((a, d_t) for a, d_t in wanted.items() if d_t is not None)
                 if p['pattern'] is not None:
                     self.drop_rules(rules, p['pattern'])
-                    rules.set(self.rule_match(p['pattern'], True), self.rule_line(self.rule_match(p['pattern'], True),
-                                                                                   values))
+                    match = self.rule_match(p['pattern'], True)
+                    rules.set(match, self.rule_line(match, values))
                 else:
                     for d in self.devices:
-                        rules.set(self.rule_match(d['name'], False), self.rule_line(self.rule_match(d['name'], False),
-                                                                                    values))
+                        match = self.rule_match(d['name'], False)
+                        rules.set(match, self.rule_line(match, values))
             elif not present:
                 for key in ([p['pattern']] if p['pattern'] is not None else [d['name'] for d in self.devices]):
                     self.drop_rules(rules, key)

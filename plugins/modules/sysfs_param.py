@@ -27,7 +27,7 @@ description:
   - Bool knobs that read C(Y)/C(N) (module parameters) accept V(true)/V(false), V(1)/V(0), V(yes)/V(no) and are
     compared as bools.
 author:
-  - medai.llmhost contributors
+  - medai.llmhost contributors (@medai-llmhost)
 options:
   path:
     description:
@@ -337,7 +337,7 @@ class Plan(object):
             try:
                 applied = knob.apply_knobs(items)
             except knob.KnobError as err:
-                self.journal([r for r in getattr(err, 'applied', [])], 'set' if present else 'restore')
+                self.journal(getattr(err, 'applied', []), 'set' if present else 'restore')
                 if getattr(err, 'rolled_back', None):
                     self.journal_raw([{'setting': mstate.setting_id(KIND, x.split('=', 1)[0]), 'action': 'rollback',
                                        'after': x.split('=', 1)[1]} for x in err.rolled_back])

@@ -26,7 +26,7 @@ description:
   - Values before the first change are recorded in the originals store; O(state=absent) restores them and removes
     the collection's zswap persistence.
 author:
-  - medai.llmhost contributors
+  - medai.llmhost contributors (@medai-llmhost)
 options:
   enabled:
     description: Turn zswap on or off (C(zswap.enabled)).
