@@ -1,0 +1,330 @@
+# -*- coding: utf-8 -*-
+from __future__ import absolute_import, division, print_function
+
+import gzip
+import json
+import os
+
+import pytest
+
+from ansible_collections.medai.llmhost.plugins.module_utils import sched, state
+from ansible_collections.medai.llmhost.plugins.modules import chrt_priority
+from ansible_collections.medai.llmhost.tests.unit.plugins.modules.sched_fakes import (
+    FakeSched, FakeSystemctl, ModuleRunner, make_proc)
+
+UNIT = 'vllm.service'
+CG = '/system.slice/vllm.service'
+DROPIN = '/etc/systemd/system/vllm.service.d/50-medai-llmhost-sched.conf'
+ENGINE = {101: 'python3', 102: 'EngineCore', 103: 'tokenizer-0', 104: 'tokenizer-1'}
+
+
+@pytest.fixture
+def env(fake, monkeypatch, capsys):
+    fs = FakeSched()
+    monkeypatch.setattr(sched, 'SYS', fs)
+    monkeypatch.setattr(sched, 'own_lineage', lambda: {1})
+    fake.file('/sys/devices/system/cpu/online', '0-7')
+    fake.file('/proc/sys/kernel/sched_rt_runtime_us', '950000')
+    make_proc(fake, fs, 101, 'python3', ['/opt/vllm/bin/python3', '-m', 'vllm.entrypoints.openai.api_server'],
+              threads=ENGINE, cgroup=CG)
+    make_proc(fake, fs, 200, 'bash', ['bash'], cgroup='/user.slice/user-1000.slice/session-1.scope')
+    fake.file('/sys/fs/cgroup/system.slice/vllm.service/cgroup.procs', '101')
+    sc = FakeSystemctl(units={UNIT: {'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': '101',
+                                     'ControlGroup': CG}})
+    run = ModuleRunner(monkeypatch, capsys, sc)
+
+    class Env(object):
+        pass
+    e = Env()
+    e.fake, e.sched, e.systemctl, e.run = fake, fs, sc, run
+    e.mod = lambda args, **kw: run(chrt_priority, args, **kw)
+    return e
+
+
+def fifo50(**kw):
+    args = dict(unit='vllm', policy='fifo', priority=50, rt_allowlist=['vllm.service'])
+    args.update(kw)
+    return dict((k, v) for k, v in args.items() if v is not None)
+
+
+def test_unit_all_threads_fifo(env):
+    res = env.mod(fifo50())
+    assert res['changed'] is True
+    assert res['unit'] == UNIT and res['pids'] == [101] and res['selection'] == 'unit:vllm.service'
+    assert [(t['tid'], t['comm'], t['changed']) for t in res['threads']] == [
+        (101, 'python3', True), (102, 'EngineCore', True), (103, 'tokenizer-0', True), (104, 'tokenizer-1', True)]
+    t = res['threads'][1]
+    assert t['before'] == {'policy': 'other', 'priority': 0, 'cpus': '0-7'}
+    assert t['after'] == {'policy': 'fifo', 'priority': 50, 'cpus': '0-7'}
+    assert all(env.sched.state(tid) == ('fifo', 50) for tid in ENGINE)
+    assert env.sched.state(200) == ('other', 0)
+    assert ['show', '-p', 'MainPID', '-p', 'ControlGroup', '-p', 'LoadState', '-p', 'ActiveState', UNIT] \
+        in env.systemctl.commands
+    assert env.systemctl.mutating() == []   # no persist: no daemon-reload
+    assert res['dropin'] == DROPIN and res['dropin_changed'] is False
+    assert not os.path.exists(env.fake.path(DROPIN))
+
+
+def test_thread_regex_selects_only_engine_loop(env):
+    res = env.mod(fifo50(thread_regex='^EngineCore$', policy='rr', priority=20))
+    assert [t['tid'] for t in res['threads']] == [102]
+    assert env.sched.state(102) == ('rr', 20)
+    assert [env.sched.state(t) for t in (101, 103, 104)] == [('other', 0)] * 3
+    assert env.sched.calls == [('setscheduler', 102, sched.SCHED_RR, 20)]
+
+
+def test_idempotent(env):
+    env.mod(fifo50(cpus='2,3'))
+    calls = len(env.sched.calls)
+    res = env.mod(fifo50(cpus='2-3'))
+    assert res['changed'] is False
+    assert all(not t['changed'] for t in res['threads'])
+    assert len(env.sched.calls) == calls
+    assert res['threads'][0]['after'] == {'policy': 'fifo', 'priority': 50, 'cpus': '2-3'}
+
+
+def test_check_mode_no_syscalls_no_files(env):
+    res = env.mod(fifo50(persist=True, cpus='2-3'), check=True, diff=True)
+    assert res['changed'] is True and res['dropin_changed'] is True
+    assert res['threads'][0]['after'] == {'policy': 'fifo', 'priority': 50, 'cpus': '2-3'}
+    assert env.sched.calls == []
+    assert env.systemctl.mutating() == []
+    assert not os.path.exists(env.fake.path(DROPIN))
+    assert not os.path.exists(env.fake.path('/var/lib/medai-llmhost'))
+    assert 'pid 101 tid 102 (EngineCore): other 0 cpus 0-7' in res['diff'][0]['before']
+    assert 'pid 101 tid 102 (EngineCore): fifo 50 cpus 2-3' in res['diff'][0]['after']
+    assert 'CPUSchedulingPolicy=fifo' in res['diff'][1]['after']
+
+
+def test_persist_dropin_content_and_daemon_reload(env):
+    res = env.mod(fifo50(persist=True, cpus='2-3'), diff=True)
+    assert res['dropin_changed'] is True
+    text = env.fake.read(DROPIN)
+    assert text.splitlines()[1:] == ['[Service]', 'CPUSchedulingPolicy=fifo', 'CPUSchedulingPriority=50',
+                                     'CPUAffinity=2-3']
+    assert text.startswith('# Managed by Ansible (medai.llmhost)')
+    assert env.systemctl.mutating() == [['daemon-reload']]
+    assert env.sched.threads[103]['cpus'] == {2, 3}
+    res2 = env.mod(fifo50(persist=True, cpus='2-3'))
+    assert res2['changed'] is False and env.systemctl.mutating() == [['daemon-reload']]
+
+
+def test_persist_other_policy_has_no_priority_line(env):
+    env.mod(dict(unit='vllm', policy='batch', persist=True))
+    assert env.fake.read(DROPIN).splitlines()[1:] == ['[Service]', 'CPUSchedulingPolicy=batch']
+    assert env.sched.state(104) == ('batch', 0)
+
+
+def test_persist_refused_with_thread_regex(env):
+    res = env.mod(fifo50(persist=True, thread_regex='Engine'))
+    assert res['failed'] and 'not allowed with thread_regex' in res['msg']
+    assert env.sched.calls == []
+
+
+@pytest.mark.parametrize('args,msg', [
+    (dict(priority=0), 'priority 0 is invalid for policy=fifo: real-time priorities are 1..99'),
+    (dict(priority=100), 'priority 100 is invalid for policy=fifo: real-time priorities are 1..99'),
+    (dict(priority=None), 'priority is required with policy=fifo (1..99)'),
+    (dict(policy='other', priority=10), 'priority 10 is invalid for policy=other: only fifo and rr take a priority'),
+    (dict(policy=None, priority=None), 'state=present needs policy and/or cpus'),
+    (dict(cpus='6-9'), 'cpus 6-9 include CPUs that are not online: 8-9 (online: 0-7)'),
+    (dict(cpus='3-1'), "invalid cpus '3-1'"),
+    (dict(unit=None, pid=101, persist=True), 'persist=true needs unit'),
+])
+def test_validation_refusals(env, args, msg):
+    res = env.mod(fifo50(**args))
+    assert res['failed'] is True
+    assert msg in res['msg']
+    assert '\n' not in res['msg']
+    assert env.sched.calls == []
+
+
+def test_rt_refused_outside_allowlist(env):
+    res = env.mod(fifo50(rt_allowlist=['nginx', 'haproxy.service']))
+    assert res['failed'] and res['msg'] == 'refusing SCHED_FIFO: not on rt_allowlist: 101 (python3)'
+    assert env.sched.calls == []
+
+
+def test_nonempty_allowlist_not_overridden_by_force(env):
+    res = env.mod(fifo50(rt_allowlist=['nginx'], force=True))
+    assert res['failed'] and 'not on rt_allowlist' in res['msg']
+
+
+def test_allowlist_matches_process_comm_and_glob(env):
+    res = env.mod(dict(cmdline_regex=r'vllm\.entrypoints', policy='rr', priority=5, rt_allowlist=['py*']))
+    assert res['changed'] and res['pids'] == [101] and res['selection'] == r'cmd:vllm\.entrypoints'
+    assert env.sched.state(101) == ('rr', 5)
+
+
+def test_empty_allowlist_refuses_rt_unless_force(env):
+    res = env.mod(fifo50(rt_allowlist=[]))
+    assert res['failed'] and 'rt_allowlist is empty' in res['msg']
+    res = env.mod(fifo50(rt_allowlist=[], force=True))
+    assert res['changed'] and any('empty rt_allowlist' in w for w in res['warnings'])
+    assert env.sched.state(101) == ('fifo', 50)
+
+
+def test_non_rt_policy_needs_no_allowlist(env):
+    res = env.mod(dict(pid=200, policy='idle'))
+    assert res['changed'] and env.sched.state(200) == ('idle', 0)
+
+
+def test_rt_throttling_disabled_refused_without_force(env):
+    env.fake.file('/proc/sys/kernel/sched_rt_runtime_us', '-1')
+    res = env.mod(fifo50())
+    assert res['failed']
+    assert res['msg'].startswith('refusing SCHED_FIFO: kernel.sched_rt_runtime_us is -1 (RT throttling disabled)')
+    assert env.sched.calls == []
+    res = env.mod(fifo50(force=True))
+    assert res['changed'] and res['rt_runtime_us'] == -1
+    assert any('RT throttling is disabled' in w for w in res['warnings'])
+
+
+def test_unit_not_found(env):
+    res = env.mod(fifo50(unit='nosuch'))
+    assert res['failed']
+    assert res['msg'].startswith('systemd unit nosuch.service not found (LoadState=not-found)')
+
+
+def test_no_process_matched(env):
+    res = env.mod(dict(cmdline_regex='llama-server', policy='batch'))
+    assert res['failed'] and res['msg'] == 'no process matched cmd:llama-server'
+    env.systemctl.units['idle.service'] = {'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0',
+                                           'ControlGroup': ''}
+    res = env.mod(dict(unit='idle', policy='batch'))
+    assert res['failed'] and res['msg'] == 'no process matched unit:idle.service (unit is inactive)'
+
+
+def test_inactive_unit_with_persist_writes_dropin_only(env):
+    env.systemctl.units['idle.service'] = {'LoadState': 'loaded', 'ActiveState': 'inactive', 'MainPID': '0',
+                                           'ControlGroup': ''}
+    res = env.mod(dict(unit='idle', policy='batch', persist=True))
+    assert res['changed'] and res['threads'] == [] and res['dropin_changed']
+    assert 'CPUSchedulingPolicy=batch' in env.fake.read('/etc/systemd/system/idle.service.d/50-medai-llmhost-sched.conf')
+
+
+def test_thread_regex_matching_nothing(env):
+    res = env.mod(fifo50(thread_regex='^nosuch'))
+    assert res['failed'] and "no thread of pid(s) 101 has a name matching thread_regex '^nosuch'" == res['msg']
+
+
+def test_own_lineage_never_selected(env, monkeypatch):
+    monkeypatch.setattr(sched, 'own_lineage', lambda: {101})
+    res = env.mod(dict(cmdline_regex='vllm', policy='batch'))
+    assert res['failed'] and res['msg'] == 'no process matched cmd:vllm'
+
+
+def test_cgroup_subtree_pids_selected(env):
+    make_proc(env.fake, env.sched, 150, 'worker', ['worker'], cgroup=CG + '/workers')
+    env.fake.file('/sys/fs/cgroup/system.slice/vllm.service/workers/cgroup.procs', '150')
+    res = env.mod(dict(unit='vllm', policy='batch'))
+    assert res['pids'] == [101, 150]
+
+
+def _rt_group_sched(env, rt_runtime=None, via='config.gz'):
+    env.sched.eperm_rt.update(ENGINE)
+    cfg = b'CONFIG_CGROUP_SCHED=y\nCONFIG_FAIR_GROUP_SCHED=y\nCONFIG_RT_GROUP_SCHED=y\n'
+    if via == 'config.gz':
+        os.makedirs(env.fake.path('/proc'), exist_ok=True)
+        with gzip.open(env.fake.path('/proc/config.gz'), 'wb') as f:
+            f.write(cfg)
+    else:
+        env.fake.file('/boot/config-6.1.0-28-amd64', cfg.decode())
+    if rt_runtime is not None:
+        env.fake.file('/sys/fs/cgroup/system.slice/vllm.service/cpu.rt_runtime_us', str(rt_runtime))
+
+
+def test_eperm_explains_rt_group_sched(env):
+    _rt_group_sched(env, rt_runtime=0)
+    res = env.mod(fifo50())
+    assert res['failed']
+    assert res['msg'].startswith(
+        'SCHED_FIFO refused with EPERM for pid 101: kernel has CONFIG_RT_GROUP_SCHED=y and cgroup '
+        '/system.slice/vllm.service has no RT budget (cpu.rt_runtime_us=0)')
+    assert '\n' not in res['msg'] and 'Traceback' not in json.dumps(res)
+    assert all(env.sched.state(t) == ('other', 0) for t in ENGINE)
+
+
+def test_eperm_rt_group_sched_from_boot_config_without_file(env):
+    _rt_group_sched(env, via='boot')
+    res = env.mod(fifo50())
+    assert 'CONFIG_RT_GROUP_SCHED=y and cgroup /system.slice/vllm.service has no RT budget' in res['msg']
+    assert 'cgroup v2 has no file to raise it' in res['msg']
+
+
+def test_eperm_without_rt_group_sched(env):
+    env.sched.eperm_rt.add(101)
+    res = env.mod(fifo50())
+    assert res['failed'] and res['msg'].startswith('SCHED_FIFO refused with EPERM for pid 101: run the module as root')
+
+
+def test_failure_midway_rolls_back(env):
+    env.sched.eperm_rt.add(103)
+    res = env.mod(fifo50())
+    assert res['failed'] and 'EPERM' in res['msg']
+    assert all(env.sched.state(t) == ('other', 0) for t in ENGINE)
+
+
+def test_originals_journal_and_absent_restores(env):
+    env.sched.threads[102]['policy'] = sched.SCHED_BATCH
+    env.mod(fifo50(persist=True, cpus='4-7'))
+    rec = state.get_original('sched', 'unit:vllm.service')
+    assert rec['original']['threads']['102'] == {'pid': 101, 'comm': 'EngineCore', 'starttime': 1102,
+                                                 'policy': 'batch', 'priority': 0, 'cpus': '0-7'}
+    assert rec['original']['applied'] == {'policy': 'fifo', 'priority': 50, 'cpus': '4-7'}
+    jr = state.read_journal()
+    assert [j['setting'] for j in jr] == ['sched:unit:vllm.service:tid:%d' % t for t in sorted(ENGINE)] + \
+        ['dropin:' + DROPIN]
+    # a second run with other values keeps the first-seen originals
+    env.mod(fifo50(priority=60))
+    assert state.get_original('sched', 'unit:vllm.service')['original']['threads']['102']['policy'] == 'batch'
+    # thread 104 exited; 105 appeared later (inherits FIFO)
+    del env.sched.threads[104]
+    os.unlink(env.fake.path('/proc/101/task/104/stat'))
+    os.unlink(env.fake.path('/proc/101/task/104/comm'))
+    env.fake.file('/proc/101/task/105/comm', 'tokenizer-2')
+    env.fake.file('/proc/101/task/105/stat', '105 (tokenizer-2) S 1 0')
+    env.sched.add(105, 'fifo', 60)
+    chk = env.mod(dict(unit='vllm', state='absent'), check=True)
+    assert chk['changed'] and chk['restored'] == 3 and env.sched.state(102) == ('fifo', 60)
+    res = env.mod(dict(unit='vllm', state='absent'), diff=True)
+    assert res['changed'] is True and res['restored'] == 3 and res['dropin_changed'] is True
+    assert env.sched.state(101) == ('other', 0) and env.sched.state(102) == ('batch', 0)
+    assert env.sched.threads[101]['cpus'] == set(range(8))
+    assert env.sched.state(105) == ('fifo', 60)
+    assert any('created after the originals were recorded' in w and '105' in w for w in res['warnings'])
+    assert not os.path.exists(env.fake.path(DROPIN))
+    assert env.systemctl.mutating() == [['daemon-reload'], ['daemon-reload']]
+    assert state.get_original('sched', 'unit:vllm.service') is None
+    again = env.mod(dict(unit='vllm', state='absent'))
+    assert again['changed'] is False
+
+
+def test_absent_skips_reused_tid(env):
+    env.mod(dict(pid=200, policy='batch'))
+    # pid 200 exits, a new process reuses the pid with another start time
+    env.fake.file('/proc/200/task/200/stat', '200 (bash) S 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 99999')
+    res = env.mod(dict(pid=200, state='absent'))
+    assert res['changed'] is False and env.sched.state(200) == ('batch', 0)
+
+
+def test_pidfile_selection(env):
+    env.fake.file('/run/vllm.pid', '101\n')
+    res = env.mod(dict(pidfile='/run/vllm.pid', policy='batch', thread_regex='tokenizer'))
+    assert res['selection'] == 'pidfile:/run/vllm.pid'
+    assert [t['tid'] for t in res['threads']] == [103, 104]
+
+
+def test_affinity_rejected_rolls_back_policy(env):
+    env.sched.allowed_cpus[102] = {0, 1}   # thread 102 sits in a cpuset of CPUs 0-1
+    res = env.mod(fifo50(cpus='4-5'))
+    assert res['failed'] and res['msg'].startswith('the kernel rejected the change for thread 102 of pid 101 (EINVAL)')
+    assert all(env.sched.state(t) == ('other', 0) for t in ENGINE)
+    assert env.sched.threads[101]['cpus'] == set(range(8))
+
+
+def test_affinity_partly_effective_fails_read_back(env):
+    env.sched.allowed_cpus[103] = {0, 1, 4}
+    res = env.mod(dict(unit='vllm', cpus='4-5'))
+    assert res['failed']
+    assert res['msg'].startswith('thread 103 of pid 101 reads back other 0 cpus 4 after setting other 0 cpus 4-5')
