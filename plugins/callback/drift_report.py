@@ -12,7 +12,7 @@ type: aggregate
 short_description: Fleet drift report (desired vs effective) from a check-mode run
 description:
   - Collects the result of every task that runs in check mode with diff (C(--check --diff), or a play
-    with C(check_mode: true) and C(diff: true) as C(playbooks/audit.yml) has), and writes a fleet report
+    with C(check_mode=true) and C(diff=true) as C(playbooks/audit.yml) has), and writes a fleet report
     at the end of the run.
   - Effective value = the task's diff C(before) (what the host has); desired = the diff C(after)
     (what the inventory asks for). A task that would change something is drift.
