@@ -195,7 +195,8 @@ def probe(vol, mounts, swaps):
     r['signatures'] = sigs
     r['partitions'] = parts
     r['fstype'] = info.get('TYPE')
-    r['uuid'] = info.get('UUID')
+    # uuid = the XFS to mount: known only for an existing XFS ("use"); set after mkfs otherwise
+    r['uuid'] = info.get('UUID') if info.get('TYPE') == 'xfs' else None
     # --- in use?
     used = []
     mps = mounts.get(dev_numbers(dev), [])
@@ -307,7 +308,7 @@ def main():
             if r.get('action', '').startswith('format'):
                 p = run(mkfs_argv(vol, r, dry_run=True))
                 if p.returncode != 0:
-                    msg = ' '.join((p.stderr or p.stdout).split())[:400]
+                    msg = ' '.join((p.stderr or p.stdout).split('Usage:')[0].split())[:400]
                     refused.append('mkfs.xfs %s %s rejects these options for this device: %s'
                                    % (' '.join(mkfs_opts(vol)), r['resolved'], msg))
     changed = any(r.get('action', '').startswith('format') for r in results) and not refused
