@@ -8,8 +8,8 @@
 # ansible-test needs the collection at .../ansible_collections/medai/llmhost and ignores
 # ANSIBLE_COLLECTIONS_PATH: dependency collections must sit in the same ansible_collections/ folder.
 # So the work tree (minus .venv, .collections, .git, tests/output and git-ignored files) is rsynced to
-# $TMPDIR/medai-ansible-test.*/ansible_collections/medai/llmhost/ with the collections from
-# .collections/ linked beside it. Results are copied back to tests/output/ (git-ignored).
+# ~/.cache/medai-llmhost/ansible-test/<hash of checkout path>/ansible_collections/medai/llmhost/ with the
+# collections from .collections/ linked beside it. Results are copied back to tests/output/ (git-ignored).
 #
 # sanity: `ansible-test sanity --venv --python <venv python>`: every default sanity test, each in an
 #   ansible-test-managed venv; offline thanks to the get-pip stand-in scripts/setup.sh installs.
@@ -32,21 +32,29 @@ esac
 [ -x "$VENV/bin/ansible-test" ] || { echo "ansible_test.sh: run scripts/setup.sh first" >&2; exit 1; }
 PYVER=$("$VENV/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/medai-ansible-test.XXXXXX")
+# A persistent copy per checkout (keeps ansible-test's delegation venv in tests/output/.tmp between
+# runs: saves ~10-15 s and a pip download per run). Concurrent runs for the same checkout serialise.
+CACHE_DIR=${MEDAI_CACHE_DIR:-$HOME/.cache/medai-llmhost}
+WORK=$CACHE_DIR/ansible-test/$(printf '%s' "$ROOT" | sha256sum | cut -c1-12)
 COLL=$WORK/ansible_collections/medai/llmhost
+mkdir -p "$COLL"
+exec 9>"$WORK.lock"
+flock 9
+
 # shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
   if [ -d "$COLL/tests/output" ]; then
     mkdir -p "$ROOT/tests/output"
-    rsync -a "$COLL/tests/output/" "$ROOT/tests/output/" || true
+    rsync -a --exclude=/.tmp "$COLL/tests/output/" "$ROOT/tests/output/" || true
   fi
-  rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-mkdir -p "$COLL"
+# The copy: everything but local/ignored state. --delete keeps it an exact mirror (excluded paths,
+# i.e. tests/output with the delegation venv, are left alone). Results of this run only:
+rm -rf "$COLL/tests/output/bot" "$COLL/tests/output/junit" "$COLL/tests/output/coverage" "$COLL/tests/output/data"
 rsync -a --delete \
   --exclude=/.venv --exclude=/.collections --exclude=/.git --exclude=/tests/output \
   --exclude=__pycache__ --exclude=.pytest_cache --exclude='*.pyc' \
@@ -57,7 +65,7 @@ for dep in "$DEPS"/*/*; do
   rel=${dep#"$DEPS"/}
   [ "$rel" = medai/llmhost ] && continue
   mkdir -p "$WORK/ansible_collections/${rel%/*}"
-  ln -s "$dep" "$WORK/ansible_collections/$rel"
+  ln -sfn "$dep" "$WORK/ansible_collections/$rel"
 done
 
 export PATH="$VENV/bin:$PATH"
