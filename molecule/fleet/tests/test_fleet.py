@@ -1,0 +1,73 @@
+"""fleet: rolling rollout stops at a failing canary; site.yml tunes; rollback.yml restores originals.
+
+Runs from the host via molecule/_shared/testinfra.yml before and after a reboot of both VMs.
+"""
+import json
+import os
+
+import pytest
+
+EPHEMERAL = os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "")
+SAVED = "/var/lib/fleet-test/originals.before-rollback.json"
+testinfra_hosts = ["ansible://all"]
+
+
+def knob_value(host, path):
+    text = host.file(path).content_string.strip()
+    if "[" in text:
+        return text.split("[", 1)[1].split("]", 1)[0]
+    return " ".join(text.split())
+
+
+def is_canary(host):
+    return host.backend.get_hostname() == "a-canary"
+
+
+def test_broken_rollout_stopped_at_the_canary(host):
+    if not is_canary(host):
+        pytest.skip("controller-side evidence, checked once")
+    with open(os.path.join(EPHEMERAL, "broken-rollout.json")) as f:
+        ev = json.load(f)
+    assert ev["rc"] != 0
+    tail = "\n".join(ev["stdout_tail"])
+    assert "a-canary" in tail and "failed=1" in tail
+    assert "b-second" not in tail.split("PLAY RECAP", 1)[1] or "b-second" not in tail
+    assert ev["second_state_dir_exists"] is False
+    assert ev["second_thp_before"] == ev["second_thp_after"]
+
+
+def test_canary_is_tuned(host):
+    if not is_canary(host):
+        pytest.skip("b-second was rolled back")
+    assert knob_value(host, "/sys/kernel/mm/transparent_hugepage/enabled") == "never"
+    assert knob_value(host, "/sys/kernel/mm/transparent_hugepage/defrag") == "never"
+    assert knob_value(host, "/sys/module/zswap/parameters/enabled") == "Y"
+    assert knob_value(host, "/sys/module/zswap/parameters/compressor") == "lzo-rle"
+    assert knob_value(host, "/proc/sys/vm/watermark_scale_factor") == "200"
+    assert knob_value(host, "/proc/sys/vm/swappiness") == "10"
+    assert host.service("vllm.service").is_running
+    assert host.run("python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:8000/health').status)\"").stdout.strip() == "200"
+    journal = [json.loads(x) for x in host.file("/var/lib/medai-llmhost/journal.jsonl").content_string.splitlines() if x]
+    assert any(e.get("path") == "/sys/kernel/mm/transparent_hugepage/enabled" and e.get("after") == "never" for e in journal)
+
+
+def test_second_is_back_at_its_originals(host):
+    if is_canary(host):
+        pytest.skip("only b-second was rolled back")
+    saved = json.loads(host.file(SAVED).content_string)["settings"]
+    knobs = [r for r in saved.values() if r["kind"] == "knob"]
+    assert any(r["key"] == "/sys/kernel/mm/transparent_hugepage/enabled" for r in knobs)
+    for r in knobs:
+        assert knob_value(host, r["key"]) == " ".join(str(r["original"]).split()), r["key"]
+    # nothing of the collection's persistence is left for those knobs
+    for f in ("/etc/tmpfiles.d/medai-llmhost.conf", "/etc/sysctl.d/90-medai-llmhost.conf"):
+        text = host.file(f).content_string if host.file(f).exists else ""
+        for r in knobs:
+            assert r["key"] not in text
+            assert r["key"].replace("/proc/sys/", "").replace("/", ".") + " =" not in text
+    # the collection's record of them is consumed, and the journal says who restored them
+    orig = host.file("/var/lib/medai-llmhost/originals.json")
+    left = json.loads(orig.content_string)["settings"] if orig.exists else {}
+    assert not [k for k, v in left.items() if v["kind"] == "knob"]
+    journal = [json.loads(x) for x in host.file("/var/lib/medai-llmhost/journal.jsonl").content_string.splitlines() if x]
+    assert any(e.get("action") == "restore" and "rollback.yml" in (e.get("context") or "") for e in journal)
