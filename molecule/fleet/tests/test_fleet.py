@@ -31,7 +31,7 @@ def test_broken_rollout_stopped_at_the_canary(host):
     assert ev["rc"] != 0
     tail = "\n".join(ev["stdout_tail"])
     assert "a-canary" in tail and "failed=1" in tail
-    assert "b-second" not in tail.split("PLAY RECAP", 1)[1] or "b-second" not in tail
+    assert "b-second" not in tail  # no task ran there, it is not even in the recap
     assert ev["second_state_dir_exists"] is False
     assert ev["second_thp_before"] == ev["second_thp_after"]
 
