@@ -17,7 +17,8 @@ description:
     for boot with systemd-tmpfiles C(w) lines (default) or kernel command-line C(zswap.*=) parameters.
   - zswap's compressor parameter is C(compressor); C(comp_algorithm) is zram's, not zswap's.
   - O(compressor) is checked against the compression algorithms the kernel lists in C(/proc/crypto) (types
-    C(compression), C(scomp), C(acomp)). A parameter the host's kernel does not have (for example
+    C(compression), C(scomp), C(acomp)) or can load on demand (a C(crypto-<name>) alias in the running kernel's
+    C(modules.alias): the kernel loads the module when the compressor is written). A parameter the host's kernel does not have (for example
     O(shrinker_enabled) before 6.8) fails with "not available on this kernel (<release>)" when it is asked for.
   - The compressor and the zpool are written before C(enabled). All parameters are checked before the first
     write; if the kernel rejects one while writing, those already changed by the task are set back.
@@ -34,7 +35,8 @@ options:
   compressor:
     description:
       - Compression algorithm, for example V(lz4), V(zstd), V(lzo-rle); must be listed in C(/proc/crypto) with a
-        compression type. An algorithm built as a module is listed once the module is loaded (C(modprobe zstd)).
+        compression type, or be a loadable module (C(crypto-<name>) alias in C(/lib/modules/<release>/modules.alias)),
+        which the kernel loads when the compressor is written.
     type: str
   max_pool_percent:
     description: Largest share of RAM, in percent (0 to 100), that the compressed pool may use.
@@ -253,6 +255,19 @@ def crypto_compressors():
     return sorted(names), drivers
 
 
+def crypto_module_available(name, release):
+    """True when the kernel can load algorithm `name` on demand (a `crypto-<name>` module alias exists).
+
+    /proc/crypto lists only loaded algorithms; writing the compressor makes the kernel request_module()
+    `crypto-<name>`, so a modular lz4/zstd is usable although not listed yet."""
+    try:
+        text = knob.read_raw('/lib/modules/%s/modules.alias' % release)
+    except knob.KnobError:
+        return False
+    want = 'alias crypto-%s ' % name
+    return any(line.startswith(want) for line in text.splitlines())
+
+
 def swap_active():
     try:
         text = knob.read_raw('/proc/swaps')
@@ -312,10 +327,10 @@ class Zswap(object):
                 avail = crypto_compressors()
                 if avail is None:
                     self.warnings.append('/proc/crypto cannot be read: compressor %s not checked' % value)
-                elif value not in avail[0] and value not in avail[1]:
+                elif value not in avail[0] and value not in avail[1] and not crypto_module_available(value, rel):
                     fail('compressor %s is not a compression algorithm in /proc/crypto on this kernel (%s); available: '
-                         '%s (an algorithm built as a module is listed after modprobe %s)'
-                         % (value, rel, ', '.join(avail[0]), value))
+                         '%s (nor a loadable crypto-%s module in /lib/modules/%s/modules.alias)'
+                         % (value, rel, ', '.join(avail[0]), value, rel))
 
         if not present:
             wanted = []

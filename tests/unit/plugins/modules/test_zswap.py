@@ -90,13 +90,24 @@ def test_compressor_not_in_crypto(k612):
     res = run({'enabled': True, 'compressor': 'lz4hc'})
     assert res['failed']
     assert res['msg'] == ('compressor lz4hc is not a compression algorithm in /proc/crypto on this kernel '
-                          '(6.12.9-amd64); available: deflate, lz4, lzo, lzo-rle, zstd (an algorithm built as a module '
-                          'is listed after modprobe lz4hc)')
+                          '(6.12.9-amd64); available: deflate, lz4, lzo, lzo-rle, zstd (nor a loadable crypto-lz4hc '
+                          'module in /lib/modules/6.12.9-amd64/modules.alias)')
     assert k612.writes == [] and not os.path.exists(k612.path(TMPF))
     # crc32c is in /proc/crypto but is a hash, not a compressor
     assert 'not a compression algorithm' in run({'compressor': 'crc32c'})['msg']
     # driver names are accepted too
     assert run({'compressor': 'lz4-generic', 'persist': 'none'})['changed'] is True
+
+
+def test_compressor_loadable_module_accepted(k612):
+    """Not loaded yet (absent from /proc/crypto) but the kernel can load it on demand."""
+    k612.file('/lib/modules/6.12.9-amd64/modules.alias',
+              'alias crypto-lz4hc lz4hc\nalias crypto-lz4hc-generic lz4hc\nalias crypto-842 842\n')
+    res = run({'compressor': 'lz4hc', 'persist': 'none'})
+    assert not res.get('failed'), res.get('msg')
+    assert res['changed'] is True and k612.read('/sys/module/zswap/parameters/compressor') == 'lz4hc\n'
+    # a name that is only a prefix of an alias is not enough
+    assert run({'compressor': 'lz4h', 'persist': 'none'})['failed']
 
 
 def test_missing_param_on_510(k510):
