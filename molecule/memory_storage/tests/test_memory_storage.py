@@ -5,7 +5,7 @@
 
 One ssh round trip: a probe script on the guest prints every effective value as JSON (THP, zswap, swap,
 sysctls read from /proc/sys, the data disk's queue attributes, the XFS mount and fstab, the cache layout);
-expectations come from ../vars.yml. LAB_PHASE is "before-reboot" or "after-reboot" (set by _shared/verify.yml).
+expectations come from ../vars/scenario.yml. LAB_PHASE is "before-reboot" or "after-reboot" (set by _shared/verify.yml).
 """
 import json
 import os
@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-with open(os.path.join(HERE, '..', 'vars.yml')) as f:
+with open(os.path.join(HERE, '..', 'vars', 'scenario.yml')) as f:
     VARS = yaml.safe_load(f)
 
 PHASE = os.environ.get('LAB_PHASE', 'verify')
