@@ -18,6 +18,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -44,6 +45,7 @@ NUMA_NODES = 2
 DATA_DISK = "4G"
 DATA_SERIAL = "medai-data"   # -> /dev/disk/by-id/virtio-medai-data (guest /dev/vdb)
 ROOT_SERIAL = "medai-root"   # -> guest /dev/vda
+DEFAULT_NAME = "lab"             # `lab.py up|ssh|wait|down` without a name (make lab-up etc.)
 BOOT_TIMEOUT = int(os.environ.get("MEDAI_LAB_BOOT_TIMEOUT", "600"))
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
@@ -334,7 +336,7 @@ def vm_running(name: str) -> bool:
 
 
 def public_info(info: dict) -> dict:
-    keys = ("name", "flavour", "address", "port", "user", "identity_file", "forwards", "pid", "mode",
+    keys = ("name", "owner", "flavour", "address", "port", "user", "identity_file", "forwards", "pid", "mode",
             "kernel", "accel", "boot_seconds", "console_log", "state_dir")
     return {k: info.get(k) for k in keys}
 
@@ -494,7 +496,8 @@ def cmd_up(a) -> None:
                 "forwards": [{"host": h, "guest": g} for h, g in fwds[1:]], "pid": pid,
                 "mode": "resume" if sd else "cold", "accel": acc, "cpu": cpu, "append": append,
                 "saved_state": str(sd) if sd else None, "state_dir": str(vd),
-                "console_log": str(vd / "console.log"), "started_at": time.time()}
+                "console_log": str(vd / "console.log"), "started_at": time.time(),
+                "owner": os.environ.get("MEDAI_LAB_OWNER", "")}
         (vd / "vm.json").write_text(json.dumps(info, indent=2) + "\n")
         if sd:
             q = QMP(vd / "qmp.sock")
@@ -508,10 +511,13 @@ def cmd_up(a) -> None:
             q.close()
         boot = wait_ssh(vd, port)
         # The resumed guest's clock stands at the save instant: set it from the host. Name the host.
+        hn = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "lab"
         now = f"{time.time():.3f}"
-        ssh_run(port, f"date -u -s @{now} >/dev/null && hostname {shlex.quote(name)} && "
-                f"echo {shlex.quote(name)} > /etc/hostname && "
-                f"sed -i 's/^127.0.1.1.*/127.0.1.1\\t{name}/' /etc/hosts", timeout=120)
+        r = ssh_run(port, f"date -u -s @{now} >/dev/null && hostname {hn} && echo {hn} > /etc/hostname && "
+                    f"sed -i 's/^127.0.1.1.*/127.0.1.1\\t{hn}/' /etc/hosts", timeout=120, check=False)
+        if r.returncode != 0:
+            die(f"{name}: post-start setup (clock, hostname) failed: {r.stderr.strip()}")
+        info["hostname"] = hn
         info["boot_seconds"] = round(time.monotonic() - t0, 1)
         (vd / "vm.json").write_text(json.dumps(info, indent=2) + "\n")
         log(f"{name}: up ({info['mode']}, {acc}) ssh 127.0.0.1:{port} in {info['boot_seconds']} s "
@@ -532,13 +538,19 @@ def all_vm_names() -> list[str]:
 
 
 def cmd_down(a) -> None:
-    names = all_vm_names() if a.all else a.names
-    if not names:
-        return
+    if a.all:
+        names = all_vm_names()
+    elif a.prefix:
+        names = [n for n in all_vm_names() if n.startswith(a.prefix)]
+    elif a.owner:
+        names = [n for n in all_vm_names() if (vm_info(n) or {}).get("owner") == a.owner]
+    else:
+        names = a.names
     for name in names:
         vd = vm_dir(name)
         if not vd.exists():
-            log(f"{name}: no such VM")
+            if not a.missing_ok:
+                log(f"{name}: no such VM")
             continue
         stop_vm(vd)
         archive_console(vd)
@@ -639,7 +651,7 @@ def main(argv=None) -> None:
     s.add_argument("--force", action="store_true")
     s.set_defaults(fn=cmd_save)
     s = sub.add_parser("up", help="start a VM and wait for ssh; prints the ssh port (or JSON)")
-    s.add_argument("name")
+    s.add_argument("name", nargs="?", default=DEFAULT_NAME)
     s.add_argument("--flavour", default="bookworm", choices=fl)
     s.add_argument("--forward", action="append", type=parse_forward, metavar="HOST:GUEST",
                    help="extra TCP forward 127.0.0.1:HOST -> guest GUEST (HOST 0 = any free port)")
@@ -649,18 +661,21 @@ def main(argv=None) -> None:
     s.add_argument("--reuse", action="store_true", help="if NAME is running, reuse it")
     s.set_defaults(fn=cmd_up)
     s = sub.add_parser("down", help="stop VMs (by recorded pid) and delete their state")
-    s.add_argument("names", nargs="*")
+    s.add_argument("names", nargs="*", help=f"VM names (default: {DEFAULT_NAME})")
     s.add_argument("--all", action="store_true", help="every VM this tool started")
+    s.add_argument("--prefix", help="every VM whose name starts with PREFIX")
+    s.add_argument("--owner", help="every VM started with MEDAI_LAB_OWNER=OWNER (e.g. one test run)")
+    s.add_argument("--missing-ok", action="store_true", help="no message for VMs that do not exist")
     s.set_defaults(fn=cmd_down)
     s = sub.add_parser("list", help="list VMs")
     s.add_argument("--json", action="store_true")
     s.set_defaults(fn=cmd_list)
     s = sub.add_parser("wait", help="wait until a VM answers ssh")
-    s.add_argument("name")
+    s.add_argument("name", nargs="?", default=DEFAULT_NAME)
     s.add_argument("--timeout", type=float, default=BOOT_TIMEOUT)
     s.set_defaults(fn=cmd_wait)
     s = sub.add_parser("ssh", help="ssh into a VM (optionally run a command)")
-    s.add_argument("name")
+    s.add_argument("name", nargs="?", default=DEFAULT_NAME)
     s.add_argument("command", nargs=argparse.REMAINDER)
     s.set_defaults(fn=cmd_ssh)
     s = sub.add_parser("inventory", help="print an Ansible inventory (JSON/YAML) of running VMs")
@@ -673,8 +688,8 @@ def main(argv=None) -> None:
     s = sub.add_parser("gc", help="delete cached images whose builder key is no longer current")
     s.set_defaults(fn=cmd_gc)
     a = p.parse_args(argv)
-    if a.cmd == "down" and not a.all and not a.names:
-        p.error("down: give VM names or --all")
+    if a.cmd == "down" and not (a.all or a.names or a.prefix or a.owner):
+        a.names = [DEFAULT_NAME]
     a.fn(a)
 
 
