@@ -18,8 +18,8 @@ description:
     (what the inventory asks for). A task that would change something is drift.
   - Writes C(audit-<timestamp>.json), C(.md) and C(.html) plus C(audit-latest.*) copies into the report
     directory, and prints a summary (hosts, settings checked, drift) at the end of the run.
-  - Facts whose name starts with C(llmhost_audit_) (set with M(ansible.builtin.set_fact)) are added to
-    the host's section (for example the peak/off-peak timer state).
+  - Facts whose name starts with C(llmhost_audit_), or a role's dict fact named C(<role>_audit) (set with
+    M(ansible.builtin.set_fact)), are added to the host's section (for example the peak/off-peak timer state).
   - Outside check mode it records nothing and prints nothing.
 requirements:
   - enable it in C(callbacks_enabled) or with E(ANSIBLE_CALLBACKS_ENABLED=medai.llmhost.drift_report)
@@ -49,6 +49,8 @@ except ImportError:  # pragma: no cover
     from cgi import escape as html_escape
 
 MAX_VALUE = 160
+NOT_SETTINGS = ('ansible.builtin.set_fact', 'set_fact', 'ansible.builtin.assert', 'assert',
+                'ansible.builtin.debug', 'debug')
 
 
 def _short(value):
@@ -135,14 +137,16 @@ class CallbackModule(CallbackBase):
         for k, v in facts.items():
             if k.startswith('llmhost_audit_'):
                 host['extra'][k[len('llmhost_audit_'):]] = v
+            elif k.endswith('_audit') and isinstance(v, dict):  # a role's own audit fact, e.g. profile_schedule_audit
+                host['extra'][k[:-len('_audit')]] = v
         if status == 'failed':
             host['failed'].append({'task': task.get_name(), 'msg': _short(res.get('msg'))})
             return
-        if status == 'skipped' or task.action in ('ansible.builtin.set_fact', 'set_fact', 'ansible.builtin.assert',
-                                                   'assert', 'ansible.builtin.debug', 'debug'):
+        if status == 'skipped' or task.action in NOT_SETTINGS:
             return
-        items = res.get('results') if isinstance(res.get('results'), list) and res.get('results') \
-            and isinstance(res['results'][0], dict) and 'changed' in res['results'][0] else [res]
+        results = res.get('results')
+        looped = isinstance(results, list) and results and isinstance(results[0], dict) and 'changed' in results[0]
+        items = results if looped else [res]
         for item in items:
             changed = bool(item.get('changed'))
             rows = flatten_diff(item.get('diff'))
