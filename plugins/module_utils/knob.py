@@ -303,8 +303,9 @@ def apply_knobs(items, check_mode=False):
     EBUSY, value not effective), the knobs already written by this call are set back to their
     previous values in the same order they were applied (so e.g. a block device's scheduler is
     restored before its nr_requests) and the KnobError is re-raised with a note appended; the
-    error carries ``applied`` (results written before the failure) and ``rolled_back`` (paths
-    restored). Returns the list of apply_knob() results.
+    error carries ``applied`` (results written before the failure), ``rolled_back`` (paths
+    restored) and ``unrestored`` (paths whose set-back failed: still changed). Returns the list of
+    apply_knob() results.
     """
     befores = [preflight(path, desired)['value'] for path, desired in items]
     results = []
@@ -315,13 +316,14 @@ def apply_knobs(items, check_mode=False):
             applied = [r for r in results if r['changed']]
             # the failing knob too: a write that "did not take effect" may still have changed it
             restore = [(r['path'], r['before']) for r in applied] + [(path, befores[i])]
-            rolled, failed = [], []
+            rolled, failed, unrestored = [], [], []
             for rpath, before in restore:
                 try:
                     if apply_knob(rpath, before)['changed']:
                         rolled.append('%s=%s' % (rpath, before))
                 except KnobError as re_err:
                     failed.append('%s (%s)' % (rpath, re_err.msg))
+                    unrestored.append(rpath)
             msg = e.msg
             if failed:
                 msg += '; rollback FAILED for %s: check the host' % ', '.join(failed)
@@ -330,6 +332,7 @@ def apply_knobs(items, check_mode=False):
             err = KnobError(msg, path=e.path, kind=e.kind)
             err.applied = applied
             err.rolled_back = rolled
+            err.unrestored = unrestored
             err.index = i
             raise err
     return results

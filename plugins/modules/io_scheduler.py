@@ -497,20 +497,28 @@ class IoScheduler(object):
         # ---- apply
         results = by_path
         if not self.check and items:
-            if present:
-                for d in self.devices:
-                    if d['changing']:
-                        for a in d['target']:
-                            mstate.record_original(KIND, d[a + '_path'], d['before'][a], MODULE, p['state_dir'],
-                                                   extra={'device': d['name'], 'attribute': a})
+            # Originals (the device's true values from before this task, not the nr_requests a
+            # scheduler switch reset) are recorded once a change has happened: after success, or for
+            # what a failed set-back left changed; a refused or rolled-back change leaves no record.
+            def record(paths):
+                if present:
+                    for d in self.devices:
+                        if d['changing']:
+                            for a in d['target']:
+                                if d[a + '_path'] in paths:
+                                    mstate.record_original(KIND, d[a + '_path'], d['before'][a], MODULE,
+                                                           p['state_dir'], extra={'device': d['name'], 'attribute': a})
             try:
                 applied = knob.apply_knobs(items)
             except knob.KnobError as e:
+                record(getattr(e, 'unrestored', []))
                 self.journal(getattr(e, 'applied', []), 'set' if present else 'restore')
                 if getattr(e, 'rolled_back', None):
                     self.journal_raw([{'setting': mstate.setting_id(KIND, x.split('=', 1)[0]), 'action': 'rollback',
                                        'after': x.split('=', 1)[1]} for x in e.rolled_back])
                 raise knob.KnobError(self.explain(e), path=e.path, kind=e.kind)
+            # every attribute of a changing device: a scheduler switch changes nr_requests too
+            record([d[a + '_path'] for d in self.devices if d['changing'] for a in d['target']])
             results = dict((r['path'], r) for r in applied)
             self.journal([r for r in applied if r['changed']], 'set' if present else 'restore')
 

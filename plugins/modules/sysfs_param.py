@@ -329,19 +329,24 @@ class Plan(object):
             cmdline = mpersist.set_cmdline(self.module, self.cmd_set, self.cmd_remove, check_mode=True)
 
         if not self.check:
-            if present:
-                for r in predicted:
-                    if r['changed']:
-                        mstate.record_original(KIND, r['path'], r['before'], MODULE, self.p['state_dir'],
-                                               extra={'persist': self.p['persist']})
+            # Originals are recorded once a change has happened (a refused or rolled-back change
+            # leaves no record): after success, or for what a failed set-back left changed.
+            def record(paths):
+                if present:
+                    for r in predicted:
+                        if r['changed'] and r['path'] in paths:
+                            mstate.record_original(KIND, r['path'], r['before'], MODULE, self.p['state_dir'],
+                                                   extra={'persist': self.p['persist']})
             try:
                 applied = knob.apply_knobs(items)
             except knob.KnobError as err:
+                record(getattr(err, 'unrestored', []))
                 self.journal(getattr(err, 'applied', []), 'set' if present else 'restore')
                 if getattr(err, 'rolled_back', None):
                     self.journal_raw([{'setting': mstate.setting_id(KIND, x.split('=', 1)[0]), 'action': 'rollback',
                                        'after': x.split('=', 1)[1]} for x in err.rolled_back])
                 raise
+            record([r['path'] for r in applied if r['changed']])
             by_path = dict((r['path'], r) for r in applied)
             self.journal([r for r in applied if r['changed']], 'set' if present else 'restore')
 

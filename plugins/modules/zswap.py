@@ -370,19 +370,24 @@ class Zswap(object):
         predicted = knob.apply_knobs(items, check_mode=True)
         results = predicted
         if not self.check:
-            if present:
-                for r in predicted:
-                    if r['changed']:
-                        mstate.record_original(KIND, r['path'], r['before'], MODULE, p['state_dir'],
-                                               extra={'persist': p['persist']})
+            # Originals are recorded once a change has happened (a refused or rolled-back change
+            # leaves no record): after success, or for what a failed set-back left changed.
+            def record(paths):
+                if present:
+                    for r in predicted:
+                        if r['changed'] and r['path'] in paths:
+                            mstate.record_original(KIND, r['path'], r['before'], MODULE, p['state_dir'],
+                                                   extra={'persist': p['persist']})
             try:
                 results = knob.apply_knobs(items)
             except knob.KnobError as e:
+                record(getattr(e, 'unrestored', []))
                 self.journal(getattr(e, 'applied', []), 'set' if present else 'restore')
                 if getattr(e, 'rolled_back', None):
                     self.journal_raw([{'setting': mstate.setting_id(KIND, x.split('=', 1)[0]), 'action': 'rollback',
                                        'after': x.split('=', 1)[1]} for x in e.rolled_back])
                 raise knob.KnobError(self.explain(e, dict(wanted)), path=e.path, kind=e.kind)
+            record([r['path'] for r in results if r['changed']])
             self.journal(results, 'set' if present else 'restore')
         by_path = dict((r['path'], r) for r in results)
         after = dict(before)
