@@ -56,9 +56,12 @@ def log(msg: str) -> None:
     print(f"lab: {msg}", file=sys.stderr, flush=True)
 
 
-def die(msg: str, code: int = 1) -> None:
-    log(f"ERROR: {msg}")
-    raise SystemExit(code)
+class LabError(Exception):
+    """A failure with a message for the user (printed by main, exit status 1)."""
+
+
+def die(msg: str) -> None:
+    raise LabError(msg)
 
 
 @contextlib.contextmanager
@@ -481,6 +484,22 @@ def cmd_up(a) -> None:
     append = meta["append"] + (" " + a.append if a.append else "")
     cold = a.cold or bool(a.append) or os.environ.get("MEDAI_LAB_COLD") == "1"
     sd = None if cold else ensure_saved(img, acc, cpu, append)
+    try:
+        info = start_vm(a, vd, img, meta, acc, cpu, append, sd)
+    except Exception as e:  # noqa: BLE001 - a broken saved state must not block the tests (LabError too)
+        if sd is None:
+            raise
+        log(f"{name}: resuming the saved state failed ({e}); cold boot instead. "
+            f"If this repeats: scripts/lab.py save --flavour {a.flavour} --force")
+        info = start_vm(a, vd, img, meta, acc, cpu, append, None)
+    log(f"{name}: up ({info['mode']}, {acc}) ssh 127.0.0.1:{info['port']} in {info['boot_seconds']} s "
+        f"(total {time.monotonic() - t_start:.1f} s)")
+    print(json.dumps(public_info(info)) if a.json else info["port"])
+
+
+def start_vm(a, vd: Path, img: Path, meta: dict, acc: str, cpu: str, append: str, sd: Path | None) -> dict:
+    """Start one VM (resume from saved state sd, or cold boot), wait for ssh, set clock/hostname."""
+    name = a.name
     vd.mkdir(parents=True)
     try:
         root, data = vd / "root.qcow2", vd / "data.qcow2"
@@ -501,34 +520,37 @@ def cmd_up(a) -> None:
         (vd / "vm.json").write_text(json.dumps(info, indent=2) + "\n")
         if sd:
             q = QMP(vd / "qmp.sock")
+            deadline = time.monotonic() + 300
             while True:
                 st = q.cmd("query-status")["status"]
                 if st != "inmigrate":
                     break
+                if time.monotonic() > deadline:
+                    raise RuntimeError("loading the saved state took > 300 s")
                 time.sleep(0.05)
+            if st not in ("running", "paused", "postmigrate", "prelaunch"):
+                raise RuntimeError(f"VM state after loading the saved state: {st}")
             if st != "running":
                 q.cmd("cont")
             q.close()
-        boot = wait_ssh(vd, port)
+        wait_ssh(vd, port, timeout=min(BOOT_TIMEOUT, 300) if sd else BOOT_TIMEOUT)
         # The resumed guest's clock stands at the save instant: set it from the host. Name the host.
         hn = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:63] or "lab"
         now = f"{time.time():.3f}"
         r = ssh_run(port, f"date -u -s @{now} >/dev/null && hostname {hn} && echo {hn} > /etc/hostname && "
                     f"sed -i 's/^127.0.1.1.*/127.0.1.1\\t{hn}/' /etc/hosts", timeout=120, check=False)
         if r.returncode != 0:
-            die(f"{name}: post-start setup (clock, hostname) failed: {r.stderr.strip()}")
+            raise RuntimeError(f"post-start setup (clock, hostname) failed: {r.stderr.strip()}")
         info["hostname"] = hn
         info["boot_seconds"] = round(time.monotonic() - t0, 1)
         (vd / "vm.json").write_text(json.dumps(info, indent=2) + "\n")
-        log(f"{name}: up ({info['mode']}, {acc}) ssh 127.0.0.1:{port} in {info['boot_seconds']} s "
-            f"(total {time.monotonic() - t_start:.1f} s)")
+        return info
     except BaseException:
         log(f"{name}: start failed, cleaning up")
         stop_vm(vd)
         archive_console(vd)
         shutil.rmtree(vd, ignore_errors=True)
         raise
-    print(json.dumps(public_info(info)) if a.json else port)
 
 
 def all_vm_names() -> list[str]:
@@ -614,7 +636,7 @@ def cmd_probe_kvm(a) -> None:
         mk_overlay(img / "base.qcow2", root)
         mk_blank(data)
         pid, fwds = start_qemu(Argv(img, "kvm", "host", image_meta(img)["append"], root, data, vd, []), vd)
-        with contextlib.suppress(SystemExit):
+        with contextlib.suppress(LabError):
             wait_ssh(vd, fwds[0][0], timeout=a.timeout)
             ok = True
     finally:
@@ -631,8 +653,11 @@ def cmd_gc(a) -> None:
     keep = set()
     for fl in lab_image.load_flavours():
         keep.add(lab_image.image_dir(CACHE, fl, pub).name)
+    for n in all_vm_names():  # images that running VMs use stay
+        if vm_running(n):
+            keep.add(Path((vm_info(n) or {}).get("image") or "/").name)
     for p in sorted((CACHE / "images").glob("*")):
-        if p.is_dir() and p.name not in keep:
+        if p.is_dir() and p.name not in keep and not p.name.endswith(".tmp"):
             log(f"removing {p}")
             shutil.rmtree(p)
 
@@ -688,9 +713,17 @@ def main(argv=None) -> None:
     s = sub.add_parser("gc", help="delete cached images whose builder key is no longer current")
     s.set_defaults(fn=cmd_gc)
     a = p.parse_args(argv)
+    # SIGTERM/SIGHUP (e.g. a CI timeout killing the test command) run the same cleanup as Ctrl-C:
+    # a VM that `up`/`save` started is stopped again.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     if a.cmd == "down" and not (a.all or a.names or a.prefix or a.owner):
         a.names = [DEFAULT_NAME]
-    a.fn(a)
+    try:
+        a.fn(a)
+    except LabError as e:
+        log(f"ERROR: {e}")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":
