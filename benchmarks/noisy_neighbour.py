@@ -391,7 +391,7 @@ def markdown(summary, conditions, concs, meta, summary_all=None):
     L.append(f"Lab VM: {meta['guest']['nproc']} vCPUs / 2 NUMA nodes, TCG, kernel {meta['guest']['kernel']}; host: "
              f"{meta['host']['nproc']} cores. Service: stand-in, {meta['args']['work_ms']} ms CPU per request on "
              f"{meta['args']['engine_threads']} engine threads; hogs: {meta['args']['hog_cpus']} CPU spinners + "
-             f"{meta['args']['hog_io']} disk writer (stress-ng). {meta['args']['reps']} interleaved repetitions x "
+             f"{meta['args']['hog_io']} disk writer (stress-ng). {meta['reps_done']} interleaved repetitions x "
              f"{meta['args']['requests']} requests (+{meta['args']['warmup']} warm-up) per condition and concurrency, "
              "driven from the host through the QEMU port forward, end-to-end latency at the client. "
              f"Runs with other host processes > {meta['args']['max_other_cores']} core were discarded "
@@ -433,6 +433,9 @@ def main():
     p.add_argument("--settle-s", type=float, default=3)
     p.add_argument("--max-other-cores", type=float, default=0.1)
     p.add_argument("--retries", type=int, default=1, help="re-runs of a discarded run (immediately)")
+    p.add_argument("--deadline-utc", default=None, metavar="HH:MM",
+                   help="start no further repetition when the previous one's duration would end after this UTC time "
+                        "(the summary says how many repetitions ran)")
     p.add_argument("--vm-name", default="nn-bench")
     p.add_argument("--flavour", default="bookworm")
     p.add_argument("--keep-vm", action="store_true", help="leave the VM running (development)")
@@ -463,7 +466,17 @@ def main():
                                       check=True).stdout)
         conds = Conditions(vm, a, inv)
         runs, checks = [], []
+        deadline = None
+        if a.deadline_utc:
+            hh, mm = (int(x) for x in a.deadline_utc.split(":"))
+            deadline = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        rep_secs = 0.0
+        reps_done = 0
         for rep in range(1, a.reps + 1):
+            if deadline and dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=rep_secs) > deadline:
+                log(f"deadline {a.deadline_utc} UTC: stopping after {reps_done} repetition(s)")
+                break
+            t_rep = time.monotonic()
             order = conditions if rep % 2 else list(reversed(conditions))
             corder = concs if rep % 2 else list(reversed(concs))
             for cond in order:
@@ -488,6 +501,8 @@ def main():
                             f"drv {c['driver_cores']:.2f} cores{' DISCARDED' if disc else ''}")
                         if not disc:
                             break
+            rep_secs = time.monotonic() - t_rep
+            reps_done = rep
         wall = round(time.monotonic() - t_start)
     finally:
         if not a.keep_vm:
@@ -499,7 +514,7 @@ def main():
     meta = {"date": now.strftime("%Y-%m-%d %H:%M UTC"), "command": command, "args": vars(a), "guest": guest,
             "host": {"nproc": os.cpu_count(), "uname": os.uname().release},
             "discarded": sum(r["discarded"] for r in runs), "kept": sum(not r["discarded"] for r in runs),
-            "wall_s": wall, "toggles": conds.toggle_log, "vm": {k: vm.info.get(k) for k in ("mode", "accel", "kernel")}}
+            "wall_s": wall, "reps_done": reps_done, "toggles": conds.toggle_log, "vm": {k: vm.info.get(k) for k in ("mode", "accel", "kernel")}}
     with open(out / "runs.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["rep", "condition", "concurrency", "attempt", "discarded", "requests", "errors", "mean_ms",
