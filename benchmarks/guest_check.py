@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Runs INSIDE the lab VM (copied there by noisy_neighbour.py): prints one JSON object describing whether the
 settings of the current condition took effect - the service's cgroup, effective CPUs, policy and priority of
 every thread, the partition state of the inference slice, where the hogs may and do run, and the NIC's IRQ
@@ -23,7 +22,7 @@ def read(p):
 
 
 def main_pid(unit):
-    out = subprocess.run(['systemctl', 'show', '-p', 'MainPID', '--value', unit], capture_output=True, text=True)
+    out = subprocess.run(['systemctl', 'show', '-p', 'MainPID', '--value', unit], capture_output=True, text=True, check=False)
     try:
         return int(out.stdout.strip())
     except ValueError:
@@ -58,7 +57,7 @@ def cgroup_of(pid):
 
 def unit_pids(unit):
     cg = subprocess.run(['systemctl', 'show', '-p', 'ControlGroup', '--value', unit], capture_output=True,
-                        text=True).stdout.strip()
+                        text=True, check=False).stdout.strip()
     procs = read('/sys/fs/cgroup%s/cgroup.procs' % cg) if cg else None
     return cg, [int(x) for x in (procs or '').split()]
 
@@ -91,7 +90,7 @@ def main():
     res['slice_cpus_effective'] = read(sl + '/cpuset.cpus.effective')
     res['system_slice_cpus_effective'] = read('/sys/fs/cgroup/system.slice/cpuset.cpus.effective')
     res['root_cpus_effective'] = read('/sys/fs/cgroup/cpuset.cpus.effective')
-    active = subprocess.run(['systemctl', 'is-active', HOGS], capture_output=True, text=True).stdout.strip()
+    active = subprocess.run(['systemctl', 'is-active', HOGS], capture_output=True, text=True, check=False).stdout.strip()
     res['hogs_active'] = active
     cg, pids = unit_pids(HOGS) if active == 'active' else ('', [])
     res['hogs_cgroup'] = cg

@@ -25,12 +25,8 @@ import ssl
 import threading
 import time
 
-try:
-    from urllib import request as urlrequest
-    from urllib.error import HTTPError, URLError
-except ImportError:  # pragma: no cover - Python 2 is not a supported target
-    urlrequest = None
-    HTTPError = URLError = Exception
+from urllib import request as urlrequest
+from urllib.error import HTTPError, URLError
 
 PERCENTILE_METHODS = ('linear', 'nearest_rank')
 SUMMARY_KEYS = ('mean', 'min', 'p50', 'p90', 'p95', 'p99', 'max', 'stdev')

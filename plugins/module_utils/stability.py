@@ -132,7 +132,7 @@ def find_unit_cgroup(unit, max_depth=4):
     """The cgroup path of a systemd unit found by walking /sys/fs/cgroup (first match, breadth first)."""
     base = knob.host_path(CGROUP_ROOT)
     level = [base]
-    for _ in range(max_depth):
+    for _depth in range(max_depth):
         nxt = []
         for d in level:
             try:

@@ -41,8 +41,8 @@ options:
     default: POST
   payload:
     description:
-      - JSON body for V(POST). Default is a tiny completion request
-        C({"prompt": "ping", "max_tokens": 1, "temperature": 0}) plus C(model) when O(model) is set.
+      - 'JSON body for V(POST). Default is a tiny completion request
+        C({"prompt": "ping", "max_tokens": 1, "temperature": 0}) plus C(model) when O(model) is set.'
     type: dict
   model:
     description: Added as C(model) to the default payload (vLLM answers 404 for an unknown model name).

@@ -61,7 +61,7 @@ attributes:
 notes:
   - Counters are cumulative since boot (vmstat) or since the cgroup was created (memory.events; a restarted service
     gets a new cgroup and starts from zero). Compare two samples with the C(medai.llmhost.counters_delta) filter.
-  - Reading debugfs needs root (C(become=true)); without it RV(zswap.stored_pages) is V(null) with a reason.
+  - Reading debugfs needs root (C(become=true)); without it C(stored_pages) in RV(zswap) is V(null) with a reason.
 seealso:
   - module: medai.llmhost.latency_probe
   - name: cgroup v2 memory.events

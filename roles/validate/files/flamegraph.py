@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright (c) medai.llmhost contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -23,7 +22,7 @@ def build(folded_lines):
         line = line.strip()
         if not line or ' ' not in line:
             continue
-        stack, _, cnt = line.rpartition(' ')
+        stack, _sep, cnt = line.rpartition(' ')
         try:
             cnt = int(cnt)
         except ValueError:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright (c) medai.llmhost contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -52,8 +51,9 @@ def main(argv):
     ax.set_xticklabels(names)
     ax.set_ylabel('latency (ms), median of %s runs; bars = min-max' % rep.get('repeat', '?'))
     ax.set_xlabel('step (roles applied cumulatively, left to right)')
-    ax.set_title('%s: %s, concurrency %s, %s requests/run' % (rep.get('host', '?'), rep.get('load_tool', ''),
-                                                               rep.get('concurrency', '?'), rep.get('requests', '?')))
+    title = '%s: %s, concurrency %s, %s requests/run' % (
+        rep.get('host', '?'), rep.get('load_tool', ''), rep.get('concurrency', '?'), rep.get('requests', '?'))
+    ax.set_title(title)
     ax.set_ylim(bottom=0)
     ax.grid(True, axis='y', alpha=0.3)
     ax.legend(loc='best', fontsize=8)

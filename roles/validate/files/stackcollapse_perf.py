@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright (c) medai.llmhost contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -69,7 +68,7 @@ def main(argv):
         lines = sys.stdin
     else:
         p = subprocess.run(['perf', 'script', '-i', argv[1]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           universal_newlines=True)
+                           universal_newlines=True, check=False)
         if p.returncode != 0:
             sys.stderr.write(p.stderr)
             return p.returncode
