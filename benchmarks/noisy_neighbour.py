@@ -219,7 +219,7 @@ class Conditions:
         t0 = time.monotonic()
         argv = ["ansible-playbook", "-i", str(self.inventory), str(ROOT / "benchmarks/playbooks" / playbook)]
         if extra:
-            argv += ["-e", json.dumps(extra)]
+            argv += ["-e", extra if isinstance(extra, str) else json.dumps(extra)]
         r = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False)
         secs = round(time.monotonic() - t0, 1)
         self.toggle_log.append({"playbook": playbook, "seconds": secs, "rc": r.returncode})
@@ -231,11 +231,15 @@ class Conditions:
         want_tuned = cond in ("tuned", "tuned_rt")
         want_hogs = cond != "idle"
         if want_tuned and self.tuned != cond:
-            extra = {}
-            if cond == "tuned_rt":
-                extra["nn_scheduling_units"] = [{"name": "vllm-standin", "policy": "rr", "priority": 10,
-                                                 "thread_regex": "^EngineCore"}]
-            self.ansible("tune.yml", extra)
+            result = self.inventory.parent / f"scheduling_result_{cond}.json"
+            if result.exists() and not self.a.full_role_every_time:
+                self.ansible("retune.yml", "@" + str(result))
+            else:
+                extra = {"nn_result_file": str(result)}
+                if cond == "tuned_rt":
+                    extra["nn_scheduling_units"] = [{"name": "vllm-standin", "policy": "rr", "priority": 10,
+                                                     "thread_regex": "^EngineCore"}]
+                self.ansible("tune.yml", extra)
             self.tuned = cond
         elif not want_tuned and self.tuned != "untuned":
             self.ansible("untune.yml", {"nn_reset_policy": self.tuned == "tuned_rt"} if self.tuned else {})
@@ -433,6 +437,9 @@ def main():
     p.add_argument("--timeout", type=float, default=60)
     p.add_argument("--settle-s", type=float, default=3)
     p.add_argument("--max-other-cores", type=float, default=0.1)
+    p.add_argument("--full-role-every-time", action="store_true",
+                   help="run the whole scheduling role for every tuned interval (default: the role the first time, "
+                        "then its cpuset call with the arguments the role used: benchmarks/playbooks/retune.yml)")
     p.add_argument("--retries", type=int, default=1, help="re-runs of a discarded run (immediately)")
     p.add_argument("--deadline-utc", default=None, metavar="HH:MM",
                    help="start no further repetition when the previous one's duration would end after this UTC time "
