@@ -131,7 +131,8 @@ def test_xfs_mounted_with_options_by_uuid(state):
     for o in ('noatime', 'logbufs=8', 'logbsize=256k'):
         assert o in opts, '%s missing from %s' % (o, m['options'])
     assert state['fstype'] == 'xfs' and state['uuid']
-    line = 'UUID=%s %s xfs noatime,logbufs=8,logbsize=256k 0 0' % (state['uuid'], VOL['mountpoint'])
+    line = 'UUID=%s %s xfs %s 0 0' % (state['uuid'], VOL['mountpoint'],
+                                      VOL.get('mount_opts', 'noatime,logbufs=8,logbsize=256k'))
     assert line in state['fstab'], state['fstab']
 
 
