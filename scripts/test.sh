@@ -97,9 +97,12 @@ stage_docs() {
   return "$rc"
 }
 
-# How one scenario runs. The lab owner may replace this function (e.g. to call scripts/lab.py).
-run_molecule_scenario() { molecule test -s "$1"; }
+# How one scenario runs: scripts/lab_molecule.sh stops exactly the VMs it started, even on failure.
+run_molecule_scenario() { bash "$ROOT/scripts/lab_molecule.sh" "$1"; }
 
+# Scenarios run MOLECULE_JOBS at a time (default 2: TCG guests leave the 2 host cores partly idle while
+# Ansible and ssh round-trips run, so two VMs finish sooner than one after the other). Each scenario's
+# output goes to tests/output/test-logs/molecule-<name>.log and is printed when it ends.
 stage_molecule() {
   local suite=$ROOT/molecule/SUITE scenarios=() line
   if [ -f "$suite" ]; then
@@ -112,17 +115,27 @@ stage_molecule() {
     echo "molecule/SUITE absent or empty: no scenarios to run" | tee "$STAGE_NOTE"
     return "$SKIP_RC"
   fi
-  local s bad=()
-  for s in "${scenarios[@]}"; do
-    echo "+ molecule test -s $s"
-    local t0=$EPOCHREALTIME
-    if run_molecule_scenario "$s"; then
-      printf 'molecule scenario %s: PASS (%.0f s)\n' "$s" "$(elapsed "$t0")"
+  local jobs=${MOLECULE_JOBS:-2} s bad=() pids=() names=() i
+  finish_one() {  # $1 = index into pids/names
+    local rc=0
+    wait "${pids[$1]}" || rc=$?
+    echo "----- molecule test -s ${names[$1]} (log: tests/output/test-logs/molecule-${names[$1]}.log)"
+    tail -n 60 "$LOG_DIR/molecule-${names[$1]}.log"
+    if [ "$rc" = 0 ]; then
+      printf 'molecule scenario %s: PASS (%.0f s)\n' "${names[$1]}" "$(cat "$LOG_DIR/molecule-${names[$1]}.seconds")"
     else
-      printf 'molecule scenario %s: FAIL (%.0f s)\n' "$s" "$(elapsed "$t0")"
-      bad+=("$s")
+      printf 'molecule scenario %s: FAIL rc=%s (%.0f s)\n' "${names[$1]}" "$rc" "$(cat "$LOG_DIR/molecule-${names[$1]}.seconds")"
+      bad+=("${names[$1]}")
     fi
+  }
+  for s in "${scenarios[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do sleep 5; done
+    echo "+ molecule test -s $s"
+    ( t=$EPOCHREALTIME; rc=0; run_molecule_scenario "$s" || rc=$?
+      elapsed "$t" >"$LOG_DIR/molecule-$s.seconds"; exit "$rc" ) >"$LOG_DIR/molecule-$s.log" 2>&1 &
+    pids+=("$!"); names+=("$s")
   done
+  for i in "${!pids[@]}"; do finish_one "$i"; done
   if [ "${#bad[@]}" -gt 0 ]; then
     echo "failed scenarios: ${bad[*]} (of ${scenarios[*]})" | tee "$STAGE_NOTE"
     return 1
@@ -198,7 +211,7 @@ for s in "${STAGES[@]}"; do
   if [ "$setup_ok" = 1 ]; then
     run_stage "$s"
   else
-    STATUS[$s]=SKIP; SECS[$s]=0.0; NOTE[$s]="setup failed or .venv missing"
+    STATUS[$s]=FAIL; SECS[$s]=0.0; NOTE[$s]="not run: setup failed or .venv missing"
   fi
 done
 for s in "${ALL_STAGES[@]}"; do
