@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright (c) medai.llmhost contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -42,7 +41,7 @@ DEFAULT_MKFS_OPTS = ''
 
 
 def run(argv, check=False):
-    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     if check and p.returncode != 0:
         raise RuntimeError('%s failed (rc=%d): %s' % (' '.join(argv), p.returncode,
                                                       (p.stderr or p.stdout).strip().splitlines()[-1:]))
@@ -320,7 +319,7 @@ def main():
             continue
         # Re-check right before writing: nothing mounted or claimed it, and no signature appeared meanwhile.
         dev = r['resolved']
-        sigs_now, _ = probe_signatures(dev)
+        sigs_now = probe_signatures(dev)[0]
         if excl_busy(dev) or (r['action'] == 'format' and sigs_now):
             refused.append('refusing to format %s: it changed since it was checked (now %s%s)' % (
                 dev, 'in use, ' if excl_busy(dev) else '', describe(sigs_now)))
@@ -329,8 +328,8 @@ def main():
             run(['wipefs', '--all', '--quiet', dev], check=True)
         p = run(mkfs_argv(vol, r, dry_run=False))
         if p.returncode != 0:
-            refused.append('mkfs.xfs failed on %s (rc=%d): %s' % (dev, p.returncode,
-                                                                 ' '.join((p.stderr or p.stdout).split())[:400]))
+            detail = ' '.join((p.stderr or p.stdout).split())[:400]
+            refused.append('mkfs.xfs failed on %s (rc=%d): %s' % (dev, p.returncode, detail))
             break
         run(['udevadm', 'settle', '--timeout=30'])
         u = run(['blkid', '-p', '-o', 'value', '-s', 'UUID', dev])
