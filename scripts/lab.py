@@ -635,10 +635,12 @@ def cmd_probe_kvm(a) -> None:
         root, data = vd / "root.qcow2", vd / "data.qcow2"
         mk_overlay(img / "base.qcow2", root)
         mk_blank(data)
-        pid, fwds = start_qemu(Argv(img, "kvm", "host", image_meta(img)["append"], root, data, vd, []), vd)
-        with contextlib.suppress(LabError):
+        try:
+            pid, fwds = start_qemu(Argv(img, "kvm", "host", image_meta(img)["append"], root, data, vd, []), vd)
             wait_ssh(vd, fwds[0][0], timeout=a.timeout)
             ok = True
+        except LabError as e:
+            log(f"KVM probe: {str(e).splitlines()[-2:] if 'QEMU failed' in str(e) else 'no ssh in time'}")
     finally:
         stop_vm(vd)
         archive_console(vd)
