@@ -367,7 +367,8 @@ def cell_table(L, summary, conditions, concs):
     for conc in concs:
         for cond in conditions:
             d = summary[f"{cond}@{conc}"]
-            cells = [f"{fmt(d[k]['median'])} [{fmt(d[k]['min'])}–{fmt(d[k]['max'])}]" for k in ("p50", "p95", "p99")]
+            cells = [f"{fmt(d[k]['median'])} [{fmt(d[k]['min'])}–{fmt(d[k]['max'])}]" if d["runs"] else "–"
+                     for k in ("p50", "p95", "p99")]
             L.append(f"| {conc} | {cond} | {d['runs']} (+{d['discarded']} disc.) | " + " | ".join(cells) +
                      f" | {fmt(d['throughput_rps'], 1)} | {fmt(d['other_cores']['median'], 2)} / "
                      f"{fmt(d['other_cores']['max'], 2)} |")
@@ -383,8 +384,8 @@ def ratio_table(L, summary, concs):
                 continue
             pr = r.get("p99_paired_range")
             L.append(f"| {conc} | {key} | {fmt(r.get('p50'), 2)} | {fmt(r.get('p95'), 2)} | {fmt(r.get('p99'), 2)} | "
-                     f"{fmt(r.get('p99_paired_median'), 2)} [{fmt(pr[0], 2) if pr else '–'}–"
-                     f"{fmt(pr[1], 2) if pr else '–'}] | {'yes' if r.get('p99_every_run_better') else 'no'} |")
+                     + (f"{fmt(r.get('p99_paired_median'), 2)} [{fmt(pr[0], 2)}–{fmt(pr[1], 2)}]" if pr else "–")
+                     + f" | {'yes' if r.get('p99_every_run_better') else ('no' if pr else '–')} |")
 
 
 def markdown(summary, conditions, concs, meta, summary_all=None):
