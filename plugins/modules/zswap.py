@@ -18,7 +18,7 @@ description:
   - zswap's compressor parameter is C(compressor); C(comp_algorithm) is zram's, not zswap's.
   - O(compressor) is checked against the compression algorithms the kernel lists in C(/proc/crypto) (types
     C(compression), C(scomp), C(acomp)) or can load on demand (a C(crypto-<name>) alias in the running kernel's
-    C(modules.alias): the kernel loads the module when the compressor is written). A parameter the host's kernel does not have (for example
+    C(modules.alias), which the kernel loads when the compressor is written). A parameter the host's kernel does not have (for example
     O(shrinker_enabled) before 6.8) fails with "not available on this kernel (<release>)" when it is asked for.
   - The compressor and the zpool are written before C(enabled). All parameters are checked before the first
     write; if the kernel rejects one while writing, those already changed by the task are set back.
