@@ -17,7 +17,8 @@ echo 'nameserver 10.0.2.3' > "$R/etc/resolv.conf"
 mkdir -p "$R/etc/systemd/network"
 cat > "$R/etc/systemd/network/50-lab.network" <<'NET'
 [Match]
-Type=ether
+# Only the virtio NIC: Type=ether would also catch docker's veth peers and pull them off docker0.
+Driver=virtio_net
 
 [Network]
 DHCP=ipv4
