@@ -715,14 +715,16 @@ def absent(ctx, result, cg, slice_name, key):
             stop_part_unit(ctx, slice_name)
         write_files(ctx, files, check=False)
         ctx.systemctl('daemon-reload')
-    if plan:
-        apply_runtime(ctx, cg, plan, 'member')
+    # Processes and units leave first: the kernel refuses to empty cpuset.cpus (ENOSPC) of a
+    # cgroup that still has tasks in it.
     for pid, origin in moves:
         cgroup2.move_pid(origin, pid)
         ctx.entries.append({'setting': '%s/cgroup.procs' % origin, 'before': cg, 'after': pid})
     for u in result['units_restarted']:
         ctx.systemctl('restart', u)
         ctx.entries.append({'setting': 'restart:%s' % u, 'before': None, 'after': 'restarted'})
+    if plan:
+        apply_runtime(ctx, cg, plan, 'member')
     if remove:
         for d in [cg] + [x for x in reversed(orig.get('created_dirs') or []) if x != cg]:
             if d != cg and (not cgroup2.exists(d) or cgroup2.children(d) or cgroup2.procs(d)):
