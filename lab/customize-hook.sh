@@ -57,6 +57,7 @@ SSHD
 # The kernel is booted directly by QEMU (vmlinuz/initrd next to the image): a kernel upgrade in the
 # guest would leave the running kernel without its modules.
 chroot "$R" apt-mark hold linux-image-amd64 >/dev/null
+# shellcheck disable=SC2016  # ${Package} is dpkg-query's format, not a shell expansion
 for p in $(chroot "$R" dpkg-query -W -f='${Package}\n' 'linux-image-[0-9]*'); do chroot "$R" apt-mark hold "$p" >/dev/null; done
 
 # Quieter, faster journald on the serial console; keep logs in RAM and on disk.

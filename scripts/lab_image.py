@@ -132,7 +132,7 @@ def build(cache: Path, name: str, pubkey: str, force: bool = False) -> Path:
     debcache = cache / "debs" / suite
     debcache.mkdir(parents=True, exist_ok=True)
     common = ["--components=main", "--aptopt=Acquire::Retries \"3\";", *_dpkg_excludes(),
-              f"--setup-hook=mkdir -p \"$1/var/cache/apt/archives\"",
+              "--setup-hook=mkdir -p \"$1/var/cache/apt/archives\"",
               f"--setup-hook=sync-in {debcache} /var/cache/apt/archives/",
               f"--customize-hook=sync-out /var/cache/apt/archives/ {debcache}"]
     env = dict(os.environ, LAB_PUBKEY=pubkey, LAB_PYTHON_ROOTFS="")

@@ -28,6 +28,7 @@ if [ "${1:-}" = "--" ]; then
 fi
 
 export MEDAI_LAB_OWNER=${MEDAI_LAB_OWNER:-molecule-$$}
+# shellcheck disable=SC2317  # invoked by the trap below
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM

@@ -138,7 +138,7 @@ def cpuset(text):
     out = set()
     for part in (text or '').split(','):
         if part:
-            a, _, b = part.partition('-')
+            a, _sep, b = part.partition('-')
             out.update(range(int(a), int(b or a) + 1))
     return out
 

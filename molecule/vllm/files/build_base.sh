@@ -16,6 +16,7 @@ LIBS=$( { ldd "$PY"; for f in /usr/lib/python3.11/lib-dynload/*.so; do ldd "$f";
   | grep -E '/(libc|libm|libz|libexpat|libffi|libssl|libcrypto|libbz2|liblzma|libuuid)\.so' )
 X=usr/lib/python3.11
 # shellcheck disable=SC2086
+# shellcheck disable=SC2046  # the library list is split into arguments on purpose
 tar -C / -ch -f "$STAGE/base.tar" \
   --exclude='*.opt-1.pyc' --exclude='*.opt-2.pyc' --exclude=$X/test --exclude=$X/idlelib --exclude=$X/lib2to3 --exclude=$X/pydoc_data \
   --exclude=$X/tkinter --exclude=$X/ensurepip --exclude=$X/distutils --exclude=$X/turtledemo \

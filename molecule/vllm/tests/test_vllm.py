@@ -33,7 +33,8 @@ PROBE = r'''
 import json, os, subprocess, time, urllib.request
 
 def sh(*cmd):
-    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True).stdout
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                          check=False).stdout
 
 def read(p):
     try:
@@ -268,7 +269,7 @@ def test_invalid_settings_refused_and_broken_start_fails_with_log_tail(host):
     env = dict(os.environ)
     env.pop('ANSIBLE_LOG_PATH', None)   # checked separately; keep this run's output to itself
     try:
-        run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+        run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False,
                              env=env, timeout=1500)
         out = run.stdout
         leaked = contains_secret(out)
