@@ -291,5 +291,5 @@ def test_invalid_settings_refused_and_broken_start_fails_with_log_tail(host):
             check_output(host, 'cat /etc/systemd/system/broken-svc.service')
     finally:
         check_output(host, 'systemctl disable --now broken-svc.service; rm -f /etc/systemd/system/broken-svc.service '
-                 '/etc/vllm/broken-svc.env /etc/vllm/broken-ctr.env; systemctl daemon-reload; '
-                 'systemctl reset-failed broken-svc.service; docker rm -f broken-ctr; true')
+                           '/etc/vllm/broken-svc.env /etc/vllm/broken-ctr.env; systemctl daemon-reload; '
+                           'systemctl reset-failed broken-svc.service; docker rm -f broken-ctr; true')
