@@ -525,7 +525,7 @@ def main():
             "discarded": sum(r["discarded"] for r in runs), "kept": sum(not r["discarded"] for r in runs),
             "wall_s": wall, "reps_done": reps_done, "toggles": conds.toggle_log, "vm": {k: vm.info.get(k) for k in ("mode", "accel", "kernel")}}
     with open(out / "runs.csv", "w", newline="") as f:
-        w = csv.writer(f)
+        w = csv.writer(f, lineterminator="\n")
         w.writerow(["rep", "condition", "concurrency", "attempt", "discarded", "requests", "errors", "mean_ms",
                     "p50_ms", "p95_ms", "p99_ms", "max_ms", "throughput_rps", "wall_s", "other_cores", "qemu_cores",
                     "driver_cores", "host_loadavg", "qemu_processes"])
