@@ -4,9 +4,13 @@ Builds a Debian guest image from Debian packages only:
   mmdebstrap (rootfs directory) -> mke2fs -d (ext4 image, no loop devices, no mounts)
   -> qemu-img convert -c (compressed qcow2); vmlinuz/initrd extracted next to it for direct kernel boot.
 
-Cache: <cache>/images/<flavour>-<key>/ where <key> hashes every builder input: this file, the files
-in lab/ (except flavours.toml, of which only the flavour's own entry counts), the ssh public key and
-the mirror URLs. Editing one flavour's line rebuilds only that flavour.
+Cache: <cache>/images/<flavour>-<key>/ where <key> hashes the builder inputs: BUILDER_VERSION below,
+the files in lab/ without their comment-only and blank lines (except flavours.toml, of which only
+the flavour's own entry counts), the ssh public key and the apt sources. Editing one flavour's line
+rebuilds only that flavour; comment/lint edits rebuild nothing.
+
+>>> Bump BUILDER_VERSION when you change what build() produces (a rebuild takes 2-10 min per flavour
+>>> and a new saved state for every user of the machine); pure refactors/lint fixes must not bump it.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 LAB_DIR = REPO / "lab"
+BUILDER_VERSION = 3  # see the docstring
 ROOT_SIZE = "8G"  # virtual size of the guest's root disk (sparse; the qcow2 is ~250-400 MiB)
 
 
@@ -85,12 +90,18 @@ def sources(suite: str) -> list[str]:
             f"deb {sec} {suite}-security main"]
 
 
+def _significant(text: str) -> bytes:
+    """File content without comment-only and blank lines (so lint/comment edits keep the cache)."""
+    keep = [l.rstrip() for l in text.splitlines() if l.strip() and not l.lstrip().startswith("#")]
+    return "\n".join(keep).encode()
+
+
 def builder_key(name: str, pubkey: str) -> str:
     h = hashlib.sha256()
-    h.update(Path(__file__).read_bytes())
+    h.update(f"builder-{BUILDER_VERSION}-{ROOT_SIZE}".encode())
     for f in sorted(LAB_DIR.iterdir()):
         if f.is_file() and f.name != "flavours.toml":
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
+            h.update(f.name.encode() + b"\0" + _significant(f.read_text()))
     h.update(json.dumps(flavour(name), sort_keys=True).encode())
     h.update(name.encode())
     h.update(pubkey.encode())
@@ -103,8 +114,42 @@ def image_dir(cache: Path, name: str, pubkey: str) -> Path:
 
 
 def _run(cmd: list[str], **kw) -> None:
+    """Run a build step. If we are interrupted, the child gets SIGTERM and time to clean up:
+    mmdebstrap (root mode) has /proc, /sys (rbind) and /dev nodes mounted in the rootfs meanwhile."""
     log("+ " + " ".join(cmd if len(cmd) < 12 else cmd[:6] + ["..."] + cmd[-4:]))
-    subprocess.run(cmd, check=True, **kw)
+    with subprocess.Popen(cmd, **kw) as child:
+        try:
+            rc = child.wait()
+        except BaseException:
+            child.terminate()
+            try:
+                child.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+            raise
+    if rc != 0:
+        raise subprocess.CalledProcessError(rc, cmd[0])
+
+
+def _mounts_under(path: Path) -> list[str]:
+    prefix = str(path.resolve()) + "/"
+    with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+        points = [line.split()[4] for line in fh]
+    return [m for m in points if m.startswith(prefix) or m == prefix[:-1]]
+
+
+def _safe_rmtree(path: Path) -> None:
+    """Remove a build directory, but never descend into mounts an interrupted mmdebstrap left behind
+    (rootfs/sys is an rbind of the host's /sys)."""
+    if not path.exists():
+        return
+    mounts = _mounts_under(path)
+    if mounts:
+        log(f"WARNING: not deleting {path}: still mounted: {' '.join(mounts)} "
+            f"(umount -R them, then delete the directory)")
+        return
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _dpkg_excludes() -> list[str]:
@@ -127,7 +172,9 @@ def build(cache: Path, name: str, pubkey: str, force: bool = False) -> Path:
     suite = fl["suite"]
     t0 = time.monotonic()
     work = out.with_name(out.name + ".tmp")
-    shutil.rmtree(work, ignore_errors=True)
+    _safe_rmtree(work)
+    if work.exists():
+        raise SystemExit(f"lab: {work} is left over from an interrupted build and still has mounts")
     work.mkdir(parents=True)
     debcache = cache / "debs" / suite
     debcache.mkdir(parents=True, exist_ok=True)
@@ -156,7 +203,7 @@ def build(cache: Path, name: str, pubkey: str, force: bool = False) -> Path:
         raw = work / "root.raw"
         _run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "medai-root", "-E", "root_owner=0:0",
               "-d", str(rootfs), str(raw), ROOT_SIZE])
-        shutil.rmtree(rootfs)
+        _safe_rmtree(rootfs)
         _run(["qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", str(raw), str(work / "base.qcow2")])
         raw.unlink()
         (work / "python-rootfs.tar").unlink(missing_ok=True)
@@ -178,7 +225,7 @@ def build(cache: Path, name: str, pubkey: str, force: bool = False) -> Path:
             shutil.rmtree(out)
         work.rename(out)
     except BaseException:
-        shutil.rmtree(work, ignore_errors=True)
+        _safe_rmtree(work)
         raise
     log(f"image {out.name}: built in {meta['build_seconds']} s (kernel {kver}, "
         f"{meta['base_qcow2_bytes'] // 2**20} MiB qcow2, initrd {meta['initrd_bytes'] // 2**20} MiB)")
