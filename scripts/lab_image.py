@@ -117,6 +117,9 @@ def _run(cmd: list[str], **kw) -> None:
     """Run a build step. If we are interrupted, the child gets SIGTERM and time to clean up:
     mmdebstrap (root mode) has /proc, /sys (rbind) and /dev nodes mounted in the rootfs meanwhile."""
     log("+ " + " ".join(cmd if len(cmd) < 12 else cmd[:6] + ["..."] + cmd[-4:]))
+    # Build tools talk on stderr: `lab.py up --json` (which builds a missing image first) prints its
+    # JSON on stdout, and mke2fs's "Creating regular file ..." there broke molecule's create step.
+    kw.setdefault("stdout", sys.stderr)
     with subprocess.Popen(cmd, **kw) as child:
         try:
             rc = child.wait()
