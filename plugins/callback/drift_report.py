@@ -49,8 +49,11 @@ except ImportError:  # pragma: no cover
     from cgi import escape as html_escape
 
 MAX_VALUE = 160
+# actions that are not settings of the host (control flow, validation, messages)
 NOT_SETTINGS = ('ansible.builtin.set_fact', 'set_fact', 'ansible.builtin.assert', 'assert',
-                'ansible.builtin.debug', 'debug')
+                'ansible.builtin.debug', 'debug', 'ansible.builtin.include_role', 'include_role',
+                'ansible.builtin.include_tasks', 'include_tasks', 'ansible.builtin.import_tasks',
+                'ansible.builtin.validate_argument_spec', 'validate_argument_spec', 'ansible.builtin.fail', 'fail')
 
 
 def _short(value):
