@@ -65,6 +65,16 @@ SCHED_DEBUGFS_EEVDF = {
     'base_slice_ns': SCHED_DEBUGFS_DIR + '/base_slice_ns',
     'migration_cost_ns': SCHED_DEBUGFS_DIR + '/migration_cost_ns',
 }
+# How the kernel scales the tunables with the CPU count (0 none, 1 log, 2 linear), per location. The kernel keeps
+# each tunable as value / factor and recomputes value = factor * base whenever scheduling domains are rebuilt
+# (CPU hotplug, a cpuset partition created at boot); a debugfs write of a tunable does not update the base, a
+# write of tunable_scaling does.
+SCHED_SCALING = {
+    'procfs': '/proc/sys/kernel/sched_tunable_scaling',
+    'debugfs': SCHED_DEBUGFS_DIR + '/tunable_scaling',
+    'debugfs_eevdf': SCHED_DEBUGFS_DIR + '/tunable_scaling',
+}
+SCHED_SCALING_NAMES = {0: 'none', 1: 'log', 2: 'linear'}
 # The file whose presence identifies each location.
 _SCHED_MARKERS = (
     ('debugfs_eevdf', ('base_slice_ns',), SCHED_DEBUGFS_EEVDF),
@@ -797,6 +807,13 @@ def sched_tunables(release=None, lockdown=None, config=None, mounts=None):
                 break
             tunables = {}
 
+    scaling = None
+    if location in SCHED_SCALING:
+        value = read_int(SCHED_SCALING[location])
+        if value is not None:
+            scaling = {'path': SCHED_SCALING[location], 'value': value,
+                       'name': SCHED_SCALING_NAMES.get(value, str(value))}
+
     reason = None
     if location == 'unavailable':
         if mounts is None:
@@ -845,6 +862,7 @@ def sched_tunables(release=None, lockdown=None, config=None, mounts=None):
         'location_matches_version': location == expected,
         'unavailable_reason': reason,
         'tunables': tunables,
+        'tunable_scaling': scaling,
         'preempt': preempt['value'] if preempt else None,
         'rt': {
             'sched_rt_runtime_us': runtime,

@@ -519,6 +519,16 @@ ansible_facts:
               type: dict
               returned: always
               sample: {"base_slice_ns": {"path": "/sys/kernel/debug/sched/base_slice_ns", "value": 3000000}}
+            tunable_scaling:
+              description:
+                - The kernel's tunable scaling mode at the found location as C({path, value, name}) (0 V(none),
+                  1 V(log), 2 V(linear)), or null when the tunables are unavailable.
+                - The kernel stores each tunable divided by a CPU-count factor and recomputes it from that base whenever
+                  it rebuilds the scheduling domains (CPU hotplug, cpuset partitions). A debugfs write of a tunable does
+                  not update the base; a write of C(tunable_scaling) does.
+              type: dict
+              returned: always
+              sample: {"path": "/sys/kernel/debug/sched/tunable_scaling", "value": 1, "name": "log"}
             preempt:
               description: Current preemption model from C(/sys/kernel/debug/sched/preempt) (PREEMPT_DYNAMIC kernels), or null.
               type: str

@@ -90,6 +90,32 @@ def http(port, path, body=None):
         return str(e)
 
 
+def tunables():
+    d = '/sys/kernel/debug/sched/'
+    return dict((n, read(d + n)) for n in sorted(os.listdir(d)) if n.endswith('_ns')) if os.path.isdir(d) else None
+
+
+def write(p, v):
+    with open(p, 'w') as f:
+        f.write(v)
+
+
+def rebuild_probe():
+    """Make the kernel rebuild its scheduling domains (a one-CPU root partition on housekeeping CPU 1, created
+    then dissolved) and read the tunables again: a rebuild recomputes them from the kernel's stored base."""
+    cg = '/sys/fs/cgroup/medai-rebuild-probe'
+    os.mkdir(cg)
+    try:
+        write(cg + '/cpuset.cpus', '1')
+        write(cg + '/cpuset.cpus.partition', 'root')
+        part = read(cg + '/cpuset.cpus.partition')
+        during = tunables()
+        write(cg + '/cpuset.cpus.partition', 'member')
+    finally:
+        os.rmdir(cg)
+    return {'partition': part, 'during': during, 'after': tunables()}
+
+
 def snapshot():
     out = {'units': dict((u, unit(u)) for u in UNITS)}
     cg = '/sys/fs/cgroup/llminference.slice/'
@@ -97,9 +123,9 @@ def snapshot():
                                                      'cpuset.mems.effective', 'cpuset.cpus.partition'))
     out['root_effective'] = read('/sys/fs/cgroup/cpuset.cpus.effective')
     out['system_slice_effective'] = read('/sys/fs/cgroup/system.slice/cpuset.cpus.effective')
-    d = '/sys/kernel/debug/sched/'
-    out['tunables'] = dict((n, read(d + n)) for n in sorted(os.listdir(d)) if n.endswith('_ns')) \
-        if os.path.isdir(d) else None
+    out['tunables'] = tunables()
+    out['tunable_scaling'] = read('/sys/kernel/debug/sched/tunable_scaling')
+    out['tunables_unit'] = show('medai-llmhost-sched-tunables.service', 'ActiveState')
     out['rt_runtime_us'] = read('/proc/sys/kernel/sched_rt_runtime_us')
     out['watcher'] = show('medai-llmhost-sched-threads.service', 'ActiveState')
     out['release'] = os.uname().release
@@ -122,6 +148,7 @@ while not ready(s) and time.time() < deadline:
 # a completion runs CPU work on an engine thread: the service works inside the partition with FIFO threads
 s['completion'] = http(8000, '/v1/completions', {'prompt': 'x', 'standin_work_ms': 50})
 s['ready'] = ready(s)
+s['rebuild'] = rebuild_probe()
 s = dict(s, units=dict((u, unit(u)) for u in UNITS))  # after the completion: api-server threads exist now
 print(json.dumps(s))
 '''
@@ -218,3 +245,18 @@ def test_tunables_resolved_per_kernel(snap):
         assert 'base_slice_ns' not in tun
         for k in ('latency_ns', 'min_granularity_ns', 'wakeup_granularity_ns'):
             assert tun[k] == str(want[k]), (k, tun)
+
+
+def test_tunables_kept_as_base_values(snap):
+    """tunable_scaling rewritten (none = 0) after the tunables, by the boot unit too."""
+    assert snap['tunable_scaling'] == '0', snap['tunable_scaling']
+    assert snap['tunables_unit'] == 'active', snap['tunables_unit']
+
+
+def test_tunables_survive_a_domain_rebuild(snap):
+    """A scheduling-domain rebuild (as at boot when the partition is created) recomputes the tunables from the
+    kernel's base; before the fix base_slice_ns fell back from 3000000 to 2100000 here."""
+    rb = snap['rebuild']
+    assert rb['partition'] == 'root', rb  # the probe partition was valid, so the domains were rebuilt
+    assert rb['during'] == snap['tunables'], rb
+    assert rb['after'] == snap['tunables'], rb

@@ -487,6 +487,7 @@ def test_sched_5_10_procfs(fake):
         'min_granularity_ns': {'path': '/proc/sys/kernel/sched_min_granularity_ns', 'value': 3000000},
         'wakeup_granularity_ns': {'path': '/proc/sys/kernel/sched_wakeup_granularity_ns', 'value': 4000000},
         'migration_cost_ns': {'path': '/proc/sys/kernel/sched_migration_cost_ns', 'value': 500000}}
+    assert s['tunable_scaling'] == {'path': '/proc/sys/kernel/sched_tunable_scaling', 'value': 1, 'name': 'log'}
     assert s['preempt'] is None
     assert s['rt'] == {'sched_rt_runtime_us': 950000, 'sched_rt_period_us': 1000000, 'rt_throttling': 'enabled',
                        'fair_server': None, 'fair_server_expected': False, 'fair_server_runtime_ns': None,
@@ -505,6 +506,7 @@ def test_sched_6_1_debugfs(fake):
         'wakeup_granularity_ns': {'path': '/sys/kernel/debug/sched/wakeup_granularity_ns', 'value': 4000000},
         'migration_cost_ns': {'path': '/sys/kernel/debug/sched/migration_cost_ns', 'value': 500000}}
     assert 'base_slice_ns' not in s['tunables']
+    assert s['tunable_scaling'] == {'path': '/sys/kernel/debug/sched/tunable_scaling', 'value': 1, 'name': 'log'}
     assert s['preempt'] == 'voluntary'
     assert s['rt']['fair_server'] is False  # debugfs readable, no fair_server directory
     assert s['rt']['fair_server_expected'] is False
@@ -519,6 +521,7 @@ def test_sched_6_12_eevdf_fair_server(fake):
     assert s['tunables'] == {
         'base_slice_ns': {'path': '/sys/kernel/debug/sched/base_slice_ns', 'value': 3000000},
         'migration_cost_ns': {'path': '/sys/kernel/debug/sched/migration_cost_ns', 'value': 500000}}
+    assert s['tunable_scaling']['path'] == '/sys/kernel/debug/sched/tunable_scaling'
     assert s['rt'] == {'sched_rt_runtime_us': 950000, 'sched_rt_period_us': 1000000, 'rt_throttling': 'enabled',
                        'fair_server': True, 'fair_server_expected': True, 'fair_server_runtime_ns': 50000000,
                        'rt_group_sched': True}
@@ -532,6 +535,7 @@ def test_sched_6_1_lockdown(fake):
     assert s['location_matches_version'] is False
     assert s['unavailable_reason'] == 'kernel lockdown (integrity) blocks debugfs'
     assert s['tunables'] == {}
+    assert s['tunable_scaling'] is None
     assert s['rt']['fair_server'] is None
     assert s['rt']['rt_throttling'] == 'enabled'
 
