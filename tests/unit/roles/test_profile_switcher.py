@@ -102,3 +102,18 @@ def test_unknown_profile(switcher):
     with pytest.raises(SystemExit) as e:
         switcher['apply']('lunch', CFG, False, None)
     assert 'not defined' in str(e.value)
+
+
+def test_debugfs_tunables_rebased_after_change(fake, switcher):
+    """A debugfs tunable changed -> tunable_scaling rewritten (same value) after it, so a scheduling-domain
+    rebuild does not bring the old value back; nothing debugfs changed -> no rewrite."""
+    fake.file('/sys/kernel/debug/sched/base_slice_ns', '2100000')
+    fake.file('/sys/kernel/debug/sched/tunable_scaling', '1')
+    out = switcher['apply']('peak', CFG, False, 'timer')
+    assert out['failed'] is False
+    paths = [w[0] for w in fake.writes if '/sys/kernel/debug/sched/' in w[0]]
+    assert [os.path.basename(p) for p in paths] == ['base_slice_ns', 'tunable_scaling'], fake.writes
+    assert fake.read('/sys/kernel/debug/sched/tunable_scaling') == '1\n'
+    del fake.writes[:]
+    out = switcher['apply']('peak', CFG, False, 'timer')  # already applied: nothing changes, no rewrite
+    assert not any('/sys/kernel/debug/sched/' in w[0] for w in fake.writes), fake.writes
