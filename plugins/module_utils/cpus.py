@@ -4,7 +4,9 @@
 """Kernel cpulist strings (``0-3,8,10-11``), as used by /sys/devices/system/cpu/online,
 cpuset.cpus, cpuset.mems and systemd's CPUAffinity=/AllowedCPUs=.
 
-Small on purpose (used by chrt_priority and cpuset); facts.py may grow its own equivalent.
+Used by chrt_priority and cpuset. Parsing and formatting are facts.py's (:func:`facts.parse_cpulist`,
+:func:`facts.format_cpulist`); this module keeps the stricter syntax these modules accept and the
+KnobError messages they report.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,6 +15,7 @@ __metaclass__ = type
 
 import os
 
+from ansible_collections.medai.llmhost.plugins.module_utils import facts
 from ansible_collections.medai.llmhost.plugins.module_utils import knob
 
 CPU_ONLINE = '/sys/devices/system/cpu/online'
@@ -23,8 +26,9 @@ NODE_ONLINE = '/sys/devices/system/node/online'
 def parse_cpulist(text, what='cpulist'):
     """'0-3,8,10-11' -> [0, 1, 2, 3, 8, 10, 11]; '' -> []. Raises KnobError on bad syntax.
 
-    Also accepts white space as a separator (systemd style) and the ``a-b:stride`` form is refused
-    (rarely used; spell the CPUs out)."""
+    Also accepts white space as a separator (systemd style); the ``a-b:used/size`` stride form,
+    ``N`` and ``(null)``, which facts.parse_cpulist also reads, are refused (rarely used; spell the
+    CPUs out)."""
     if text is None:
         return []
     text = str(text).strip()
@@ -37,28 +41,20 @@ def parse_cpulist(text, what='cpulist'):
             continue
         lo, sep, hi = part.partition('-')
         try:
-            a = int(lo)
-            b = int(hi) if sep else a
+            if ':' in part or part == '(null)':
+                raise ValueError('refused here: %s' % part)
+            out.update(facts.parse_cpulist(part))
         except ValueError:
+            # two plain numbers can only fail as a descending range
+            if sep and lo.strip().isdecimal() and hi.strip().isdecimal():
+                raise knob.KnobError('invalid %s %r: range %r is empty or negative' % (what, text, part), kind='invalid')
             raise knob.KnobError('invalid %s %r: expected a list like 0-3,8,10-11' % (what, text), kind='invalid')
-        if a < 0 or b < a:
-            raise knob.KnobError('invalid %s %r: range %r is empty or negative' % (what, text, part), kind='invalid')
-        out.update(range(a, b + 1))
     return sorted(out)
 
 
 def format_cpulist(cpus):
     """[0, 1, 2, 3, 8, 10, 11] -> '0-3,8,10-11'; [] -> ''."""
-    cpus = sorted(set(int(c) for c in cpus))
-    parts = []
-    i = 0
-    while i < len(cpus):
-        j = i
-        while j + 1 < len(cpus) and cpus[j + 1] == cpus[j] + 1:
-            j += 1
-        parts.append(str(cpus[i]) if i == j else '%d-%d' % (cpus[i], cpus[j]))
-        i = j + 1
-    return ','.join(parts)
+    return facts.format_cpulist(cpus)
 
 
 def normalize_cpulist(text, what='cpulist'):

@@ -336,3 +336,20 @@ def apply_knobs(items, check_mode=False):
             err.index = i
             raise err
     return results
+
+
+def run_and_exit(module, run, warnings=None, io_errors=True):
+    """End a module's main(): module.exit_json(**run()), after module.warn() for each of `warnings`
+    (the list run() appends to). A KnobError fails the module with its one-line message; with
+    io_errors, an IOError/OSError (writing a state or persistence file) with 'cannot write <file>:
+    <reason>' (without, it is not caught)."""
+    io_error_types = (IOError, OSError) if io_errors else ()
+    try:
+        result = run()
+    except KnobError as e:
+        module.fail_json(msg=e.msg)
+    except io_error_types as e:
+        module.fail_json(msg='cannot write %s: %s' % (getattr(e, 'filename', None) or 'a file', e.strerror or e))
+    for w in warnings or ():
+        module.warn(w)
+    module.exit_json(**result)

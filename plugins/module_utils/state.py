@@ -136,3 +136,61 @@ def read_journal(state_dir=None):
             if line:
                 out.append(json.loads(line))
     return out
+
+
+class ChangeLog(object):
+    """The journal and originals of one knob-module run (sysfs_param, zswap, io_scheduler): settings
+    of `kind` (keyed by knob path) changed by `module_name`. Writes nothing in check mode."""
+
+    def __init__(self, kind, module_name, state_dir=None, context=None, check_mode=False):
+        self.kind = kind
+        self.module_name = module_name
+        self.state_dir = state_dir
+        self.context = context
+        self.check_mode = check_mode
+
+    def journal(self, entries):
+        """Append change records (dicts with at least setting/before/after); none in check mode."""
+        if entries and not self.check_mode:
+            journal(entries, self.module_name, self.state_dir, self.context)
+
+    def journal_results(self, results, action):
+        """Journal the knob.apply_knob() results that changed something, as `action` ('set', 'restore')."""
+        self.journal([{'setting': setting_id(self.kind, r['path']), 'path': r['path'], 'action': action,
+                       'before': r['before'], 'after': r['after']} for r in results if r['changed']])
+
+    def record_changed(self, changes, paths):
+        """Record the originals of `changes` ([(path, value before, extra), ...]) whose path is in `paths`."""
+        if self.check_mode:
+            return
+        for path, before, extra in changes:
+            if path in paths:
+                record_original(self.kind, path, before, self.module_name, self.state_dir, extra=extra)
+
+    def apply(self, items, action, changes, record_all=False, explain=None):
+        """knob.apply_knobs(items) for real (callers skip it in check mode), with what it leaves in the state dir.
+
+        Originals of `changes` (see record_changed; empty when restoring) are recorded once a change
+        has happened, so a refused or rolled-back change leaves no record: after success, those that
+        changed (all of `changes` with record_all), or after a failure, what a failed set-back left
+        changed. The knobs written are journaled as `action`, then the set-backs of a failure as
+        'rollback'. A failure's KnobError is raised again as it is, or with the message explain(err)
+        gives. Returns apply_knobs()'s results.
+        """
+        try:
+            applied = knob.apply_knobs(items)
+        except knob.KnobError as err:
+            self.record_changed(changes, getattr(err, 'unrestored', []))
+            self.journal_results(getattr(err, 'applied', []), action)
+            if getattr(err, 'rolled_back', None):
+                self.journal([{'setting': setting_id(self.kind, x.split('=', 1)[0]), 'action': 'rollback',
+                               'after': x.split('=', 1)[1]} for x in err.rolled_back])
+            if explain is None:
+                raise
+            raise knob.KnobError(explain(err), path=err.path, kind=err.kind)
+        if record_all:
+            self.record_changed(changes, [path for path, _before, _extra in changes])
+        else:
+            self.record_changed(changes, [r['path'] for r in applied if r['changed']])
+        self.journal_results(applied, action)
+        return applied

@@ -619,11 +619,7 @@ def main():
         required_one_of=[('unit', 'pid', 'pidfile', 'cmdline_regex')],
         supports_check_mode=True,
     )
-    try:
-        result = run(module)
-    except knob.KnobError as e:
-        module.fail_json(msg=e.msg)
-    module.exit_json(**result)
+    knob.run_and_exit(module, lambda: run(module), io_errors=False)
 
 
 if __name__ == '__main__':

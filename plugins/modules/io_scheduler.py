@@ -297,6 +297,7 @@ class IoScheduler(object):
         self.notes = []
         self.devices = []
         self.modules_loaded = []
+        self.log = mstate.ChangeLog(KIND, MODULE, self.p['state_dir'], self.p['change_context'], self.check)
 
     # ---------------------------------------------------------------- selection
     def queue(self, name, attr):
@@ -404,7 +405,7 @@ class IoScheduler(object):
         if rc != 0:
             fail('modprobe %s failed (rc=%d): %s' % (mod, rc, (err or out).strip()))
         self.modules_loaded.append(mod)
-        self.journal_raw([{'setting': 'kmod:' + mod, 'action': 'modprobe', 'before': None, 'after': 'loaded'}])
+        self.log.journal([{'setting': 'kmod:' + mod, 'action': 'modprobe', 'before': None, 'after': 'loaded'}])
         for d in missing:
             value, choices = sched_choices(d['scheduler_path'])
             if sched not in choices:
@@ -500,27 +501,12 @@ class IoScheduler(object):
             # Originals (the device's true values from before this task, not the nr_requests a
             # scheduler switch reset) are recorded once a change has happened: after success, or for
             # what a failed set-back left changed; a refused or rolled-back change leaves no record.
-            def record(paths):
-                if present:
-                    for d in self.devices:
-                        if d['changing']:
-                            for a in d['target']:
-                                if d[a + '_path'] in paths:
-                                    mstate.record_original(KIND, d[a + '_path'], d['before'][a], MODULE,
-                                                           p['state_dir'], extra={'device': d['name'], 'attribute': a})
-            try:
-                applied = knob.apply_knobs(items)
-            except knob.KnobError as e:
-                record(getattr(e, 'unrestored', []))
-                self.journal(getattr(e, 'applied', []), 'set' if present else 'restore')
-                if getattr(e, 'rolled_back', None):
-                    self.journal_raw([{'setting': mstate.setting_id(KIND, x.split('=', 1)[0]), 'action': 'rollback',
-                                       'after': x.split('=', 1)[1]} for x in e.rolled_back])
-                raise knob.KnobError(self.explain(e), path=e.path, kind=e.kind)
-            # every attribute of a changing device: a scheduler switch changes nr_requests too
-            record([d[a + '_path'] for d in self.devices if d['changing'] for a in d['target']])
+            # After success: every attribute of a changing device (a scheduler switch changes nr_requests too).
+            changes = [(d[a + '_path'], d['before'][a], {'device': d['name'], 'attribute': a})
+                       for d in self.devices if d['changing'] for a in d['target']] if present else []
+            applied = self.log.apply(items, 'set' if present else 'restore', changes, record_all=True,
+                                     explain=self.explain)
             results = dict((r['path'], r) for r in applied)
-            self.journal([r for r in applied if r['changed']], 'set' if present else 'restore')
 
         devices = []
         for d in self.devices:
@@ -548,7 +534,7 @@ class IoScheduler(object):
         if rules_changed:
             diffs.append(rdiff)
             if not self.check:
-                self.journal_raw([{'setting': 'file:' + RULES_FILE, 'action': 'update' if rules.render() else 'remove',
+                self.log.journal([{'setting': 'file:' + RULES_FILE, 'action': 'update' if rules.render() else 'remove',
                                    'before': rules.original, 'after': rules.render()}])
                 udevadm = self.module.get_bin_path('udevadm')
                 if udevadm:
@@ -590,14 +576,6 @@ class IoScheduler(object):
             return e.msg.replace('value out of range or not offered here', why)
         return e.msg
 
-    def journal(self, results, action):
-        self.journal_raw([{'setting': mstate.setting_id(KIND, r['path']), 'path': r['path'], 'action': action,
-                           'before': r['before'], 'after': r['after']} for r in results if r['changed']])
-
-    def journal_raw(self, entries):
-        if entries and not self.check:
-            mstate.journal(entries, MODULE, self.p['state_dir'], self.p['change_context'])
-
 
 def main():
     argument_spec = dict(
@@ -624,15 +602,7 @@ def main():
         if v is not None and not lo <= v <= hi:
             module.fail_json(msg='%s must be between %d and %d, got %d' % (opt, lo, hi, v))
     io = IoScheduler(module)
-    try:
-        result = io.run()
-    except knob.KnobError as e:
-        module.fail_json(msg=e.msg)
-    except (IOError, OSError) as e:
-        module.fail_json(msg='cannot write %s: %s' % (getattr(e, 'filename', None) or 'a file', e.strerror or e))
-    for w in io.warnings:
-        module.warn(w)
-    module.exit_json(**result)
+    knob.run_and_exit(module, io.run, io.warnings)
 
 
 if __name__ == '__main__':

@@ -238,6 +238,7 @@ class Plan(object):
         self.tmpfiles = mpersist.tmpfiles_file()
         self.cmd_set = {}
         self.cmd_remove = []
+        self.log = mstate.ChangeLog(KIND, MODULE, self.p['state_dir'], self.p['change_context'], self.check)
 
     # ---------------------------------------------------------------- input
     def collect(self):
@@ -331,24 +332,10 @@ class Plan(object):
         if not self.check:
             # Originals are recorded once a change has happened (a refused or rolled-back change
             # leaves no record): after success, or for what a failed set-back left changed.
-            def record(paths):
-                if present:
-                    for r in predicted:
-                        if r['changed'] and r['path'] in paths:
-                            mstate.record_original(KIND, r['path'], r['before'], MODULE, self.p['state_dir'],
-                                                   extra={'persist': self.p['persist']})
-            try:
-                applied = knob.apply_knobs(items)
-            except knob.KnobError as err:
-                record(getattr(err, 'unrestored', []))
-                self.journal(getattr(err, 'applied', []), 'set' if present else 'restore')
-                if getattr(err, 'rolled_back', None):
-                    self.journal_raw([{'setting': mstate.setting_id(KIND, x.split('=', 1)[0]), 'action': 'rollback',
-                                       'after': x.split('=', 1)[1]} for x in err.rolled_back])
-                raise
-            record([r['path'] for r in applied if r['changed']])
+            changes = [(r['path'], r['before'], {'persist': self.p['persist']})
+                       for r in predicted if r['changed']] if present else []
+            applied = self.log.apply(items, 'set' if present else 'restore', changes)
             by_path = dict((r['path'], r) for r in applied)
-            self.journal([r for r in applied if r['changed']], 'set' if present else 'restore')
 
         knobs = []
         for e in self.entries:
@@ -380,7 +367,7 @@ class Plan(object):
                 persist_changed.append(mpersist.GRUB_DROPIN)
                 diffs.append(cmdline['diff'])
         if not self.check:
-            self.journal_raw(journal)
+            self.log.journal(journal)
             if not present:
                 for e in self.entries:
                     if e.get('record') is not None:
@@ -395,14 +382,6 @@ class Plan(object):
         return dict(changed=bool(nchanged or persist_changed), knobs=knobs,
                     reboot_required=bool(cmdline['reboot_required']), persist_changed=persist_changed,
                     diff=diffs, msg=msg)
-
-    def journal(self, results, action):
-        self.journal_raw([{'setting': mstate.setting_id(KIND, r['path']), 'path': r['path'], 'action': action,
-                           'before': r['before'], 'after': r['after']} for r in results if r['changed']])
-
-    def journal_raw(self, entries):
-        if entries and not self.check:
-            mstate.journal(entries, MODULE, self.p['state_dir'], self.p['change_context'])
 
 
 def main():
@@ -421,16 +400,12 @@ def main():
         supports_check_mode=True,
     )
     plan = Plan(module)
-    try:
+
+    def run():
         plan.collect()
-        result = plan.run()
-    except knob.KnobError as e:
-        module.fail_json(msg=e.msg)
-    except (IOError, OSError) as e:
-        module.fail_json(msg='cannot write %s: %s' % (getattr(e, 'filename', None) or 'a file', e.strerror or e))
-    for w in plan.warnings:
-        module.warn(w)
-    module.exit_json(**result)
+        return plan.run()
+
+    knob.run_and_exit(module, run, plan.warnings)
 
 
 if __name__ == '__main__':

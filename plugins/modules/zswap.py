@@ -298,6 +298,7 @@ class Zswap(object):
         self.p = module.params
         self.check = module.check_mode
         self.warnings = []
+        self.log = mstate.ChangeLog(KIND, MODULE, self.p['state_dir'], self.p['change_context'], self.check)
 
     def desired(self):
         out = []
@@ -372,23 +373,10 @@ class Zswap(object):
         if not self.check:
             # Originals are recorded once a change has happened (a refused or rolled-back change
             # leaves no record): after success, or for what a failed set-back left changed.
-            def record(paths):
-                if present:
-                    for r in predicted:
-                        if r['changed'] and r['path'] in paths:
-                            mstate.record_original(KIND, r['path'], r['before'], MODULE, p['state_dir'],
-                                                   extra={'persist': p['persist']})
-            try:
-                results = knob.apply_knobs(items)
-            except knob.KnobError as e:
-                record(getattr(e, 'unrestored', []))
-                self.journal(getattr(e, 'applied', []), 'set' if present else 'restore')
-                if getattr(e, 'rolled_back', None):
-                    self.journal_raw([{'setting': mstate.setting_id(KIND, x.split('=', 1)[0]), 'action': 'rollback',
-                                       'after': x.split('=', 1)[1]} for x in e.rolled_back])
-                raise knob.KnobError(self.explain(e, dict(wanted)), path=e.path, kind=e.kind)
-            record([r['path'] for r in results if r['changed']])
-            self.journal(results, 'set' if present else 'restore')
+            changes = [(r['path'], r['before'], {'persist': p['persist']})
+                       for r in predicted if r['changed']] if present else []
+            results = self.log.apply(items, 'set' if present else 'restore', changes,
+                                     explain=lambda e: self.explain(e, dict(wanted)))
         by_path = dict((r['path'], r) for r in results)
         after = dict(before)
         params = []
@@ -407,12 +395,12 @@ class Zswap(object):
         if changed:
             persist_changed.append(tmpf.path)
             diffs.append(diff)
-            self.journal_raw([{'setting': 'file:' + tmpf.path, 'action': 'update' if tmpf.render() else 'remove',
+            self.log.journal([{'setting': 'file:' + tmpf.path, 'action': 'update' if tmpf.render() else 'remove',
                                'before': tmpf.original, 'after': tmpf.render()}])
         if cmdline['changed']:
             if not self.check:
                 cmdline = mpersist.set_cmdline(self.module, cmd_set, cmd_remove, check_mode=False)
-                self.journal_raw([{'setting': 'file:' + mpersist.GRUB_DROPIN, 'action': 'update',
+                self.log.journal([{'setting': 'file:' + mpersist.GRUB_DROPIN, 'action': 'update',
                                    'before': cmdline['diff']['before'], 'after': cmdline['diff']['after'],
                                    'bootloader_tool': cmdline['tool']}])
             persist_changed.append(mpersist.GRUB_DROPIN)
@@ -449,14 +437,6 @@ class Zswap(object):
                 name, wanted.get(name), knob.kernel_release(), what, rollback_suffix(e.msg))
         return e.msg
 
-    def journal(self, results, action):
-        self.journal_raw([{'setting': mstate.setting_id(KIND, r['path']), 'path': r['path'], 'action': action,
-                           'before': r['before'], 'after': r['after']} for r in results if r['changed']])
-
-    def journal_raw(self, entries):
-        if entries and not self.check:
-            mstate.journal(entries, MODULE, self.p['state_dir'], self.p['change_context'])
-
 
 def main():
     argument_spec = dict(
@@ -472,15 +452,7 @@ def main():
     argument_spec.update(mstate.STATE_ARGS)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     zs = Zswap(module)
-    try:
-        result = zs.run()
-    except knob.KnobError as e:
-        module.fail_json(msg=e.msg)
-    except (IOError, OSError) as e:
-        module.fail_json(msg='cannot write %s: %s' % (getattr(e, 'filename', None) or 'a file', e.strerror or e))
-    for w in zs.warnings:
-        module.warn(w)
-    module.exit_json(**result)
+    knob.run_and_exit(module, zs.run, zs.warnings)
 
 
 if __name__ == '__main__':

@@ -43,12 +43,54 @@ CONFIG_HZ=250
 CONFIG_NO_HZ_FULL=y
 """
 
-CONFIG_5_10 = CONFIG_HEADER % '5.10.226' + """# CONFIG_PREEMPT_NONE is not set
+# Lines the configs below share, in .config order.
+PREEMPT_VOLUNTARY = """# CONFIG_PREEMPT_NONE is not set
 CONFIG_PREEMPT_VOLUNTARY=y
 # CONFIG_PREEMPT is not set
+"""
+NUMA_THP_ZSWAP = """CONFIG_NUMA=y
+CONFIG_TRANSPARENT_HUGEPAGE=y
+# CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS is not set
+CONFIG_TRANSPARENT_HUGEPAGE_MADVISE=y
+CONFIG_ZSWAP=y
+"""
+ZSWAP_LZ4_Z3FOLD = """CONFIG_ZSWAP_COMPRESSOR_DEFAULT_LZ4=y
+CONFIG_ZSWAP_COMPRESSOR_DEFAULT="lz4"
+CONFIG_ZSWAP_ZPOOL_DEFAULT_Z3FOLD=y
+CONFIG_ZSWAP_ZPOOL_DEFAULT="z3fold"
+# CONFIG_ZSWAP_DEFAULT_ON is not set
+"""
+CONFIG_TAIL = """CONFIG_SCHED_DEBUG=y
+CONFIG_SECURITY_LOCKDOWN_LSM=y
+"""
+
+
+def kernel_config(version, preempt, sched, zswap):
+    """.config text of kernel `version`: CONFIG_HEADER, its `preempt` lines (CONFIG_PREEMPT*, CONFIG_IKCONFIG*),
+    its `sched` lines (group scheduling, cpusets), the NUMA/THP/zswap lines these kernels share, its `zswap`
+    defaults, then CONFIG_TAIL."""
+    return CONFIG_HEADER % version + preempt + sched + NUMA_THP_ZSWAP + zswap + CONFIG_TAIL
+
+
+def preempt_dynamic(extra=''):
+    """CONFIG_PREEMPT* lines of a Debian 6.x kernel (PREEMPT_DYNAMIC, voluntary by default); `extra` lines
+    come after '# CONFIG_PREEMPT is not set'."""
+    return 'CONFIG_PREEMPT_BUILD=y\n' + PREEMPT_VOLUNTARY + extra + """CONFIG_PREEMPT_COUNT=y
+CONFIG_PREEMPTION=y
+CONFIG_PREEMPT_DYNAMIC=y
+CONFIG_PREEMPT_RCU=y
+CONFIG_PREEMPT_NOTIFIERS=y
+"""
+
+
+CONFIG_5_10 = kernel_config(
+    '5.10.226',
+    preempt=PREEMPT_VOLUNTARY + """\
 CONFIG_PREEMPT_COUNT=y
 CONFIG_PREEMPT_NOTIFIERS=y
 CONFIG_IKCONFIG=m
+""",
+    sched="""\
 CONFIG_NUMA_BALANCING=y
 CONFIG_CGROUP_SCHED=y
 CONFIG_FAIR_GROUP_SCHED=y
@@ -56,80 +98,42 @@ CONFIG_CFS_BANDWIDTH=y
 # CONFIG_RT_GROUP_SCHED is not set
 CONFIG_CPUSETS=y
 CONFIG_PROC_PID_CPUSET=y
-CONFIG_NUMA=y
-CONFIG_TRANSPARENT_HUGEPAGE=y
-# CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS is not set
-CONFIG_TRANSPARENT_HUGEPAGE_MADVISE=y
-CONFIG_ZSWAP=y
-# CONFIG_ZSWAP_COMPRESSOR_DEFAULT_DEFLATE is not set
-CONFIG_ZSWAP_COMPRESSOR_DEFAULT_LZ4=y
-CONFIG_ZSWAP_COMPRESSOR_DEFAULT="lz4"
-CONFIG_ZSWAP_ZPOOL_DEFAULT_Z3FOLD=y
-CONFIG_ZSWAP_ZPOOL_DEFAULT="z3fold"
-# CONFIG_ZSWAP_DEFAULT_ON is not set
-CONFIG_SCHED_DEBUG=y
-CONFIG_SECURITY_LOCKDOWN_LSM=y
-"""
+""",
+    zswap='# CONFIG_ZSWAP_COMPRESSOR_DEFAULT_DEFLATE is not set\n' + ZSWAP_LZ4_Z3FOLD)
 
-CONFIG_6_1 = CONFIG_HEADER % '6.1.119' + """CONFIG_PREEMPT_BUILD=y
-# CONFIG_PREEMPT_NONE is not set
-CONFIG_PREEMPT_VOLUNTARY=y
-# CONFIG_PREEMPT is not set
-CONFIG_PREEMPT_COUNT=y
-CONFIG_PREEMPTION=y
-CONFIG_PREEMPT_DYNAMIC=y
-CONFIG_PREEMPT_RCU=y
-CONFIG_PREEMPT_NOTIFIERS=y
-CONFIG_IKCONFIG=m
+CONFIG_6_1 = kernel_config(
+    '6.1.119',
+    preempt=preempt_dynamic() + 'CONFIG_IKCONFIG=m\n',
+    sched="""\
 CONFIG_CGROUP_SCHED=y
 CONFIG_FAIR_GROUP_SCHED=y
 # CONFIG_RT_GROUP_SCHED is not set
 CONFIG_CPUSETS=y
-CONFIG_NUMA=y
-CONFIG_TRANSPARENT_HUGEPAGE=y
-# CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS is not set
-CONFIG_TRANSPARENT_HUGEPAGE_MADVISE=y
-CONFIG_ZSWAP=y
-CONFIG_ZSWAP_COMPRESSOR_DEFAULT_LZ4=y
-CONFIG_ZSWAP_COMPRESSOR_DEFAULT="lz4"
-CONFIG_ZSWAP_ZPOOL_DEFAULT_Z3FOLD=y
-CONFIG_ZSWAP_ZPOOL_DEFAULT="z3fold"
-# CONFIG_ZSWAP_DEFAULT_ON is not set
-CONFIG_SCHED_DEBUG=y
-CONFIG_SECURITY_LOCKDOWN_LSM=y
-"""
+""",
+    zswap=ZSWAP_LZ4_Z3FOLD)
 
-CONFIG_6_12 = CONFIG_HEADER % '6.12.38' + """CONFIG_PREEMPT_BUILD=y
-# CONFIG_PREEMPT_NONE is not set
-CONFIG_PREEMPT_VOLUNTARY=y
-# CONFIG_PREEMPT is not set
-# CONFIG_PREEMPT_RT is not set
-CONFIG_PREEMPT_COUNT=y
-CONFIG_PREEMPTION=y
-CONFIG_PREEMPT_DYNAMIC=y
-CONFIG_PREEMPT_RCU=y
-CONFIG_PREEMPT_NOTIFIERS=y
+# A template: %(rt_group)s stands for the CONFIG_RT_GROUP_SCHED line.
+CONFIG_6_12 = kernel_config(
+    '6.12.38',
+    preempt=preempt_dynamic('# CONFIG_PREEMPT_RT is not set\n') + """\
 CONFIG_IKCONFIG=y
 CONFIG_IKCONFIG_PROC=y
+""",
+    sched="""\
 CONFIG_CGROUP_SCHED=y
 CONFIG_FAIR_GROUP_SCHED=y
 %(rt_group)s
 CONFIG_CPUSETS=y
 # CONFIG_CPUSETS_V1 is not set
-CONFIG_NUMA=y
-CONFIG_TRANSPARENT_HUGEPAGE=y
-# CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS is not set
-CONFIG_TRANSPARENT_HUGEPAGE_MADVISE=y
-CONFIG_ZSWAP=y
+""",
+    zswap="""\
 # CONFIG_ZSWAP_DEFAULT_ON is not set
 # CONFIG_ZSWAP_SHRINKER_DEFAULT_ON is not set
 CONFIG_ZSWAP_COMPRESSOR_DEFAULT_ZSTD=y
 CONFIG_ZSWAP_COMPRESSOR_DEFAULT="zstd"
 CONFIG_ZSWAP_ZPOOL_DEFAULT_ZSMALLOC=y
 CONFIG_ZSWAP_ZPOOL_DEFAULT="zsmalloc"
-CONFIG_SCHED_DEBUG=y
-CONFIG_SECURITY_LOCKDOWN_LSM=y
-"""
+""")
 
 
 def write_mounts(fk, extra):
@@ -173,22 +177,30 @@ def layout_kernel_5_10(fk, lockdown=None):
     write_mounts(fk, [MOUNT_CGROUP2, MOUNT_DEBUGFS, MOUNT_TRACEFS])
 
 
-def _debugfs_sched_6_1(fk):
+def _debugfs_sched(fk, release, tunables, features):
+    """/sys/kernel/debug/sched/ of a 6.x kernel: `tunables` ((name, value), ...), features, debug; returns the dir."""
     d = '/sys/kernel/debug/sched/'
-    for name, value in (('latency_ns', '24000000'), ('min_granularity_ns', '3000000'),
-                        ('idle_min_granularity_ns', '750000'), ('wakeup_granularity_ns', '4000000'),
-                        ('migration_cost_ns', '500000'), ('nr_migrate', '32'), ('latency_warn_ms', '100'),
-                        ('latency_warn_once', '1'), ('tunable_scaling', '1'), ('verbose', 'N'),
-                        ('preempt', 'none [voluntary] full')):
+    for name, value in tunables:
         fk.file(d + name, value)
-    fk.file(d + 'features', 'PLACE_LAG GENTLE_FAIR_SLEEPERS START_DEBIT NO_NEXT_BUDDY LAST_BUDDY')
-    fk.file(d + 'debug', 'Sched Debug Version: v0.11, 6.1.0-28-amd64 #1', mode=0o444)
+    fk.file(d + 'features', features)
+    fk.file(d + 'debug', 'Sched Debug Version: v0.11, %s #1' % release, mode=0o444)
+    return d
+
+
+def _debugfs_sched_6_1(fk):
+    d = _debugfs_sched(fk, '6.1.0-28-amd64', (
+        ('latency_ns', '24000000'), ('min_granularity_ns', '3000000'), ('idle_min_granularity_ns', '750000'),
+        ('wakeup_granularity_ns', '4000000'), ('migration_cost_ns', '500000'), ('nr_migrate', '32'),
+        ('latency_warn_ms', '100'), ('latency_warn_once', '1'), ('tunable_scaling', '1'), ('verbose', 'N'),
+        ('preempt', 'none [voluntary] full')),
+        'PLACE_LAG GENTLE_FAIR_SLEEPERS START_DEBIT NO_NEXT_BUDDY LAST_BUDDY')
     fk.file(d + 'numa_balancing/scan_delay_ms', '1000')
     fk.file(d + 'numa_balancing/scan_period_min_ms', '1000')
 
 
-def layout_kernel_6_1(fk, debugfs=True):
-    _common(fk, '6.1.0-28-amd64', '#1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22)')
+def layout_kernel_6_1(fk, debugfs=True, lockdown=None):
+    _common(fk, '6.1.0-28-amd64', '#1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22)',
+            lockdown=lockdown or '[none] integrity confidentiality')
     fk.file('/boot/config-6.1.0-28-amd64', CONFIG_6_1, mode=0o644)
     if debugfs:
         _debugfs_sched_6_1(fk)
@@ -200,11 +212,7 @@ def layout_kernel_6_1(fk, debugfs=True):
 
 def layout_kernel_6_1_lockdown(fk):
     """Secure Boot: lockdown=integrity; debugfs not mounted (the sched directory does not exist)."""
-    _common(fk, '6.1.0-28-amd64', '#1 SMP PREEMPT_DYNAMIC Debian 6.1.119-1 (2024-11-22)',
-            lockdown='none [integrity] confidentiality')
-    fk.file('/boot/config-6.1.0-28-amd64', CONFIG_6_1, mode=0o644)
-    os.makedirs(fk.path('/sys/kernel/debug'))
-    write_mounts(fk, [MOUNT_CGROUP2])
+    layout_kernel_6_1(fk, debugfs=False, lockdown='none [integrity] confidentiality')
 
 
 def layout_kernel_6_12(fk, nr_cpus=4, rt_group_sched=False, config_gz=True, boot_config=True):
@@ -217,12 +225,10 @@ def layout_kernel_6_12(fk, nr_cpus=4, rt_group_sched=False, config_gz=True, boot
     if boot_config:
         # /boot disagrees on purpose (a stale file): /proc/config.gz describes the running kernel and wins
         fk.file('/boot/config-' + release, text.replace('CONFIG_PREEMPT_VOLUNTARY=y', '# CONFIG_PREEMPT_VOLUNTARY is not set'))
-    d = '/sys/kernel/debug/sched/'
-    for name, value in (('base_slice_ns', '3000000'), ('migration_cost_ns', '500000'), ('nr_migrate', '32'),
-                        ('tunable_scaling', '1'), ('verbose', 'N'), ('preempt', 'none [voluntary] full')):
-        fk.file(d + name, value)
-    fk.file(d + 'features', 'PLACE_LAG PLACE_DEADLINE_INITIAL PLACE_REL_DEADLINE RUN_TO_PARITY PREEMPT_SHORT')
-    fk.file(d + 'debug', 'Sched Debug Version: v0.11, 6.12.38+deb13-amd64 #1', mode=0o444)
+    d = _debugfs_sched(fk, release, (
+        ('base_slice_ns', '3000000'), ('migration_cost_ns', '500000'), ('nr_migrate', '32'),
+        ('tunable_scaling', '1'), ('verbose', 'N'), ('preempt', 'none [voluntary] full')),
+        'PLACE_LAG PLACE_DEADLINE_INITIAL PLACE_REL_DEADLINE RUN_TO_PARITY PREEMPT_SHORT')
     for cpu in range(nr_cpus):
         fk.file(d + 'fair_server/cpu%d/runtime' % cpu, '50000000')
         fk.file(d + 'fair_server/cpu%d/period' % cpu, '1000000000')

@@ -24,11 +24,23 @@ def test_parse_cpulist(text, cpus):
     assert parse_cpulist(text) == cpus
 
 
-@pytest.mark.parametrize('bad', ['a', '3-1', '-1', '1-', '0-3:2'])
+@pytest.mark.parametrize('bad', ['a', '3-1', '-1', '1-', '0-3:2', '0-7:2/4', '(null)', 'N', '0-N', '1,,x'])
 def test_parse_cpulist_refuses(bad):
     with pytest.raises(knob.KnobError) as e:
         parse_cpulist(bad, 'cpus')
     assert e.value.msg.startswith('invalid cpus')
+
+
+@pytest.mark.parametrize('bad,msg', [
+    ('3-1', "invalid cpus '3-1': range '3-1' is empty or negative"),
+    ('0,8 5-4', "invalid cpus '0,8 5-4': range '5-4' is empty or negative"),
+    ('0-7:2/4', "invalid cpus '0-7:2/4': expected a list like 0-3,8,10-11"),
+    ('1-x', "invalid cpus '1-x': expected a list like 0-3,8,10-11"),
+])
+def test_parse_cpulist_messages(bad, msg):
+    with pytest.raises(knob.KnobError) as e:
+        parse_cpulist(bad, 'cpus')
+    assert e.value.msg == msg and e.value.kind == 'invalid'
 
 
 def test_format_cpulist():
