@@ -1,6 +1,7 @@
 # -*- coding: utf-8 -*-
 from __future__ import absolute_import, division, print_function
 
+import errno
 import os
 
 import pytest
@@ -170,6 +171,22 @@ def test_einval_rolls_back_first_knob(host):
     assert [(e['action'], e.get('after')) for e in journal(host)] == [('set', 'never'), ('rollback', 'madvise')]
     # a change that was set back leaves no original behind (found on a lab VM: it used to)
     assert originals(host) == {}
+
+
+def test_failed_set_back_records_the_original_it_left_changed(host):
+    """Swappiness rejected, then the set-back of THP fails too (EBUSY): THP stays changed, so its original is
+    recorded (a rollback must be able to restore it) and only the write that happened is journaled."""
+    def busy_on_restore(value):
+        if value == 'madvise':
+            raise OSError(errno.EBUSY, 'Device or resource busy')
+    host.hooks[host.path(THP)] = busy_on_restore
+    res = run({'params': {THP: 'never', SWAP: 500}})
+    assert res['failed']
+    assert 'rollback FAILED for %s' % THP in res['msg'] and 'check the host' in res['msg']
+    assert host.read(THP) == 'always madvise [never]\n' and host.read(SWAP) == '60\n'
+    assert [(e['action'], e.get('after')) for e in journal(host)] == [('set', 'never')]
+    assert list(originals(host)) == ['knob:' + THP]
+    assert originals(host)['knob:' + THP]['original'] == 'madvise'
 
 
 def test_rejected_single_knob_leaves_no_state(host):
