@@ -458,7 +458,7 @@ def main():
         if c not in ("idle", "untuned", "tuned", "tuned_rt"):
             p.error(f"unknown condition {c}")
     now = dt.datetime.now(dt.timezone.utc)
-    out = Path(a.out) if a.out else ROOT / "benchmarks" / "results" / now.strftime("%Y-%m-%d")
+    out = Path(a.out).resolve() if a.out else ROOT / "benchmarks" / "results" / now.strftime("%Y-%m-%d")
     out.mkdir(parents=True, exist_ok=True)
     command = "bash benchmarks/noisy_neighbour.sh" + "".join(" " + shlex.quote(x) for x in sys.argv[1:])
     (out / "command.txt").write_text(command + "\n")
