@@ -231,14 +231,20 @@ class Conditions:
         want_tuned = cond in ("tuned", "tuned_rt")
         want_hogs = cond != "idle"
         if want_tuned and self.tuned != cond:
+            if self.tuned == "tuned_rt":
+                # the RR threads and the role's thread watcher must go before plain "tuned" (partition only)
+                self.ansible("untune.yml", {"nn_reset_policy": True})
+                self.tuned = "untuned"
             result = self.inventory.parent / f"scheduling_result_{cond}.json"
-            if result.exists() and not self.a.full_role_every_time:
+            # retune.yml re-applies the partition only: the RT variant always runs the whole role (policy + watcher)
+            if cond == "tuned" and result.exists() and not self.a.full_role_every_time:
                 self.ansible("retune.yml", "@" + str(result))
             else:
                 extra = {"nn_result_file": str(result)}
                 if cond == "tuned_rt":
                     extra["nn_scheduling_units"] = [{"name": "vllm-standin", "policy": "rr", "priority": 10,
                                                      "thread_regex": "^EngineCore"}]
+                    extra["scheduling_rt_allowlist"] = ["vllm-standin.service"]
                 self.ansible("tune.yml", extra)
             self.tuned = cond
         elif not want_tuned and self.tuned != "untuned":
