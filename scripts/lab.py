@@ -601,6 +601,24 @@ def cmd_wait(a) -> None:
     log(f"{a.name}: ssh ready after {t:.1f} s")
 
 
+def cmd_reset(a) -> None:
+    """Hard reset (QMP system_reset: the reset button), for a guest whose boot hung; then wait for ssh."""
+    info = vm_info(a.name) or die(f"no VM {a.name}")
+    if not vm_running(a.name):
+        die(f"{a.name}: not running")
+    vd = vm_dir(a.name)
+    log(f"{a.name}: console before the reset (last lines):\n{console_tail(vd, 12)}")
+    q = QMP(vd / "qmp.sock")
+    try:
+        q.cmd("system_reset")
+    finally:
+        q.close()
+    log(f"{a.name}: hard reset (QMP system_reset)")
+    if a.timeout > 0:
+        t = wait_ssh(vd, info["port"], timeout=a.timeout)
+        log(f"{a.name}: ssh ready {t:.1f} s after the reset")
+
+
 def cmd_ssh(a) -> None:
     info = vm_info(a.name) or die(f"no VM {a.name}")
     cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
@@ -701,6 +719,10 @@ def main(argv=None) -> None:
     s.add_argument("name", nargs="?", default=DEFAULT_NAME)
     s.add_argument("--timeout", type=float, default=BOOT_TIMEOUT)
     s.set_defaults(fn=cmd_wait)
+    s = sub.add_parser("reset", help="hard-reset a VM whose boot hung (QMP system_reset), then wait for ssh")
+    s.add_argument("name", nargs="?", default=DEFAULT_NAME)
+    s.add_argument("--timeout", type=float, default=BOOT_TIMEOUT, help="wait for ssh (0: do not wait)")
+    s.set_defaults(fn=cmd_reset)
     s = sub.add_parser("ssh", help="ssh into a VM (optionally run a command)")
     s.add_argument("name", nargs="?", default=DEFAULT_NAME)
     s.add_argument("command", nargs=argparse.REMAINDER)
