@@ -46,14 +46,51 @@ KNOWN_REPLACEMENTS = {
 _BRACKET_RE = re.compile(r'\[([^\]]+)\]')
 
 
-class KnobError(Exception):
-    """A one-line, actionable error about a knob (missing, read-only, rejected, unsafe)."""
+MAX_VALUE_CHARS = 80
+MAX_MSG_CHARS = 300
 
-    def __init__(self, msg, path=None, kind='error'):
+_CONTROL_RE = re.compile(r'[\x00-\x1f\x7f]')
+
+
+def _escape_control(text):
+    return _CONTROL_RE.sub(lambda m: {'\n': '\\n', '\t': '\\t', '\r': '\\r'}.get(
+        m.group(0), '\\x%02x' % ord(m.group(0))), text)
+
+
+def show(value, limit=MAX_VALUE_CHARS):
+    """A user-given value as it may appear in a message: quoted, control characters escaped
+    (``\\n``, ``\\x1b``), cut after `limit` characters with the full length named."""
+    text = value if isinstance(value, str) else str(value)
+    shown = _escape_control(text)
+    if len(shown) > limit:
+        shown = '%s...(%d chars)' % (shown[:limit], len(text))
+    return "'%s'" % shown
+
+
+def one_line(msg, limit=MAX_MSG_CHARS):
+    """A message as a module may report it: one line, control characters escaped, at most `limit`
+    characters; a longer one keeps its start and its end (where the reason and the hint stand)."""
+    msg = _escape_control(str(msg))
+    if len(msg) <= limit:
+        return msg
+    head = limit * 2 // 5
+    tail = limit - head - 5
+    return msg[:head] + ' ... ' + msg[-tail:]
+
+
+class KnobError(Exception):
+    """A one-line, actionable error about a knob (missing, read-only, rejected, unsafe).
+
+    ``msg`` is always one line of at most MAX_MSG_CHARS (see one_line); ``details`` (a dict) carries
+    what does not fit there, and is returned by the failing module as ``details``."""
+
+    def __init__(self, msg, path=None, kind='error', details=None):
+        msg = one_line(msg)
         super(KnobError, self).__init__(msg)
         self.msg = msg
         self.path = path
         self.kind = kind
+        self.details = details or {}
 
 
 def kernel_release():
@@ -322,14 +359,15 @@ def apply_knobs(items, check_mode=False):
                     if apply_knob(rpath, before)['changed']:
                         rolled.append('%s=%s' % (rpath, before))
                 except KnobError as re_err:
-                    failed.append('%s (%s)' % (rpath, re_err.msg))
+                    failed.append({'path': rpath, 'error': re_err.msg})
                     unrestored.append(rpath)
             msg = e.msg
             if failed:
-                msg += '; rollback FAILED for %s: check the host' % ', '.join(failed)
+                # the paths first: the reasons of the failed set-backs are in details
+                msg = 'rollback FAILED for %s: check the host; %s' % (', '.join(unrestored), msg)
             elif rolled:
                 msg += '; nothing left half-applied: restored %s' % ', '.join(rolled)
-            err = KnobError(msg, path=e.path, kind=e.kind)
+            err = KnobError(msg, path=e.path, kind=e.kind, details={'set_back_failed': failed} if failed else None)
             err.applied = applied
             err.rolled_back = rolled
             err.unrestored = unrestored
@@ -347,9 +385,11 @@ def run_and_exit(module, run, warnings=None, io_errors=True):
     try:
         result = run()
     except KnobError as e:
-        module.fail_json(msg=e.msg)
+        extra = {'details': e.details} if e.details else {}
+        module.fail_json(msg=e.msg, error_kind=e.kind, **extra)
     except io_error_types as e:
-        module.fail_json(msg='cannot write %s: %s' % (getattr(e, 'filename', None) or 'a file', e.strerror or e))
+        module.fail_json(msg=one_line('cannot write %s: %s' % (getattr(e, 'filename', None) or 'a file',
+                                                               e.strerror or e)))
     for w in warnings or ():
         module.warn(w)
     module.exit_json(**result)
