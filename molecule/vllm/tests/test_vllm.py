@@ -11,6 +11,7 @@ never sent to the guest in a command line (that would put it into the guest's `p
 import hashlib
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -138,6 +139,7 @@ def test_docker_daemon_uses_the_config(probe):
     info = probe['docker_info']
     assert info['CgroupDriver'] == 'systemd'
     assert info['LoggingDriver'] == 'json-file'
+    assert probe['daemon_json']['live-restore'] is True and info['LiveRestoreEnabled'] is True
     assert 'nvidia' in info['Runtimes']
 
 
@@ -293,3 +295,30 @@ def test_invalid_settings_refused_and_broken_start_fails_with_log_tail(host):
         check_output(host, 'systemctl disable --now broken-svc.service; rm -f /etc/systemd/system/broken-svc.service '
                            '/etc/vllm/broken-svc.env /etc/vllm/broken-ctr.env; systemctl daemon-reload; '
                            'systemctl reset-failed broken-svc.service; docker rm -f broken-ctr; true')
+
+
+# ---------------------------------------------------------------- daemon.json changes never stop inference (once)
+
+DAEMON_AND_CONTAINER = (
+    "systemctl show docker.service -p MainPID --value; "
+    "docker inspect -f '{{.State.Pid}} {{.State.StartedAt}} {{.RestartCount}}' vllm-ctr; "
+    "python3 -c 'import urllib.request as u; print(u.urlopen(\"http://127.0.0.1:8001/health\", timeout=20).status)'")
+
+
+@pytest.mark.skipif(PHASE == 'after-reboot', reason='run once, before the reboot')
+def test_vllm_container_keeps_running_through_daemon_json_changes(host):
+    before = check_output(host, DAEMON_AND_CONTAINER).split()
+    cmd = ['ansible-playbook', '-i', os.environ['MOLECULE_INVENTORY_FILE'], os.path.join(SCENARIO, 'daemon_change.yml')]
+    run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False,
+                         timeout=900)
+    tail = '\n'.join(run.stdout.splitlines()[-40:])
+    assert run.returncode == 0, tail
+    # both changes restarted dockerd (a reload cannot apply log rotation) ...
+    restarts = re.findall(r'RUNNING HANDLER \[medai\.llmhost\.container_runtime : Restart container runtime\][^\n]*\n+changed:',
+                          run.stdout)
+    assert len(restarts) == 2, tail
+    after = check_output(host, DAEMON_AND_CONTAINER).split()
+    assert after[0] != before[0], 'dockerd was not restarted: MainPID %s' % after[0]
+    # ... and the container is the same process, started at the same time, never restarted, still healthy
+    assert after[1:4] == before[1:4], 'vllm-ctr changed: %s -> %s' % (before[1:4], after[1:4])
+    assert after[4] == '200'
