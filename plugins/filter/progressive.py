@@ -11,7 +11,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 name: progressive
 short_description: Helpers of the validate role (medians, counter deltas, regression decision, report table)
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - C(latency_median) - median (and min-max range) of each latency statistic over repeated measurements.
   - C(counters_delta) - after minus before of two M(medai.llmhost.stability_counters) results.

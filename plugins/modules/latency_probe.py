@@ -11,7 +11,7 @@ DOCUMENTATION = r'''
 ---
 module: latency_probe
 short_description: Measure end-to-end request latency of an inference endpoint and gate on P95/P99 and errors
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - A small closed-loop load generator (Python standard library only - C(urllib) and threads). O(concurrency)
     workers each send one request, wait for the complete response, record its end-to-end latency measured at the

@@ -11,7 +11,7 @@ DOCUMENTATION = r'''
 ---
 module: stability_counters
 short_description: Read a host's memory stability counters (OOM kills, THP fallbacks, allocation stalls, swap, zswap)
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Reads, and changes nothing - the counters the field report's method watches while changes are applied one
     at a time, sampled before and after each step (the M(medai.llmhost.latency_probe) measures the latency).

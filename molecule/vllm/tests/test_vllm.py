@@ -314,7 +314,7 @@ def test_vllm_container_keeps_running_through_daemon_json_changes(host):
     tail = '\n'.join(run.stdout.splitlines()[-40:])
     assert run.returncode == 0, tail
     # both changes restarted dockerd (a reload cannot apply log rotation) ...
-    restarts = re.findall(r'RUNNING HANDLER \[medai\.llmhost\.container_runtime : Restart container runtime\][^\n]*\n+changed:',
+    restarts = re.findall(r'RUNNING HANDLER \[medai\.llmhost\.container_runtime : Container runtime \| Restart dockerd\][^\n]*\n+changed:',
                           run.stdout)
     assert len(restarts) == 2, tail
     after = check_output(host, DAEMON_AND_CONTAINER).split()
