@@ -43,6 +43,43 @@ KNOWN_REPLACEMENTS = {
     '/sys/kernel/mm/transparent_hugepage/enable': 'the file is /sys/kernel/mm/transparent_hugepage/enabled',
 }
 
+# Action files: files under /sys and /proc/sys that trigger something when written instead of holding
+# a setting that reads back. A module that "set" them would suspend the host, drop caches, remove a
+# device, ... so resolve_knob_path() refuses them (see refuse_action_file). Besides these lists, any
+# file without read permission is a trigger (write-only: nothing to read back).
+ACTION_TREES = {
+    '/sys/power': 'power management: writing it suspends, hibernates or resumes the host or arms autosleep',
+    '/sys/firmware': 'a firmware interface (EFI variables, ACPI tables), not a kernel knob',
+    '/proc/sys/fs/binfmt_misc': 'binfmt_misc registers or removes program interpreters',
+}
+ACTION_FILES = {
+    '/proc/sys/vm/drop_caches': 'writing it drops the page cache and slab caches once',
+    '/proc/sys/vm/compact_memory': 'writing it compacts all memory once',
+    '/proc/sys/vm/stat_refresh': 'writing it flushes the per-CPU vm counters once',
+    '/proc/sys/net/ipv4/route/flush': 'writing it flushes the routing cache',
+    '/proc/sys/net/ipv6/route/flush': 'writing it flushes the routing cache',
+    '/sys/devices/system/memory/probe': 'writing it hot-adds memory',
+    '/sys/devices/system/memory/soft_offline_page': 'writing it takes a memory page offline',
+    '/sys/devices/system/memory/hard_offline_page': 'writing it takes a memory page offline',
+}
+# file names (anywhere under /sys) of device, bus, driver and cgroup triggers
+ACTION_NAMES = {
+    'delete': 'writing it deletes the device', 'remove': 'writing it removes the device',
+    'rescan': 'writing it rescans the bus or device', 'scan': 'writing it scans the host for devices',
+    'reset': 'writing it resets the device', 'bind': 'writing it binds a driver to a device',
+    'unbind': 'writing it unbinds a device from its driver', 'new_id': 'writing it adds a device ID to a driver',
+    'remove_id': 'writing it removes a device ID from a driver', 'drivers_probe': 'writing it probes drivers',
+    'uevent': 'writing it sends a uevent (udev runs its rules for the device)',
+    'reset_controller': 'writing it resets the NVMe controller',
+    'rescan_controller': 'writing it rescans the NVMe controller',
+    'delete_controller': 'writing it deletes the NVMe controller',
+    'export': 'writing it exports a GPIO/PWM line', 'unexport': 'writing it unexports a GPIO/PWM line',
+    'cgroup.kill': 'writing it kills every process of the cgroup',
+    'cgroup.procs': 'writing it moves a process (use medai.llmhost.cpuset)',
+    'cgroup.threads': 'writing it moves a thread (use medai.llmhost.cpuset)',
+    'tasks': 'writing it moves a process (use medai.llmhost.cpuset)',
+}
+
 _BRACKET_RE = re.compile(r'\[([^\]]+)\]')
 
 
@@ -50,6 +87,11 @@ MAX_VALUE_CHARS = 80
 MAX_MSG_CHARS = 300
 
 _CONTROL_RE = re.compile(r'[\x00-\x1f\x7f]')
+
+
+def has_control_char(text):
+    """True when `text` holds a newline, tab or another control character."""
+    return bool(_CONTROL_RE.search(text))
 
 
 def _escape_control(text):
@@ -119,25 +161,54 @@ def _strip_root(real):
 
 
 def resolve_knob_path(path, allowed_roots=ALLOWED_ROOTS):
-    """Resolve a user-given knob path; refuse anything that escapes the allowed roots.
+    """Resolve a user-given knob path; refuse anything that escapes the allowed roots, and action files.
 
     Returns the canonical host path (symlinks resolved, e.g. /sys/block/vdb -> /sys/devices/...).
-    ``..`` components are refused outright, and so is a symlink whose target leaves /sys or /proc/sys.
+    ``..`` components are refused outright, and so is a symlink whose target leaves /sys or /proc/sys,
+    and a file that triggers something instead of holding a setting (refuse_action_file).
     """
+    roots = ' or '.join(allowed_roots)
     if not isinstance(path, str) or not path.startswith('/'):
-        raise KnobError('knob path %r must be an absolute path under %s' % (path, ' or '.join(allowed_roots)),
+        raise KnobError('knob path %s must be an absolute path under %s' % (show(path), roots),
                         path=path, kind='invalid')
+    if has_control_char(path):
+        raise KnobError('knob path %s contains a control character: refused' % show(path), path=path, kind='invalid')
     if '..' in path.split('/'):
-        raise KnobError('knob path %s contains "..": refused' % path, path=path, kind='invalid')
+        raise KnobError('knob path %s contains "..": refused' % show(path), path=path, kind='invalid')
     norm = os.path.normpath(path)
     if not any(norm == r or norm.startswith(r + '/') for r in allowed_roots):
-        raise KnobError('knob path %s is outside %s: refused' % (path, ' and '.join(allowed_roots)),
+        raise KnobError('knob path %s is outside %s: refused' % (show(path), ' and '.join(allowed_roots)),
                         path=path, kind='invalid')
     real = _strip_root(os.path.realpath(host_path(norm)))
     if not any(real == r or real.startswith(r + '/') for r in allowed_roots):
-        raise KnobError('knob path %s resolves to %s, outside %s: refused' % (path, real, ' and '.join(allowed_roots)),
-                        path=path, kind='invalid')
+        raise KnobError('knob path %s resolves to %s, outside %s: refused' % (show(path), show(real), ' and '.join(allowed_roots)),
+                        path=path, kind='invalid', details={'resolved_path': real})
+    refuse_action_file(norm, real)
     return real
+
+
+def action_file_reason(path):
+    """Why the host path `path` is an action file (a trigger, not a knob), or None."""
+    for tree, reason in ACTION_TREES.items():
+        if path == tree or path.startswith(tree + '/'):
+            return reason
+    if path in ACTION_FILES:
+        return ACTION_FILES[path]
+    if path.startswith('/sys/'):
+        return ACTION_NAMES.get(os.path.basename(path))
+    return None
+
+
+def refuse_action_file(given, resolved):
+    """Raise KnobError(kind='action') when `given` (the path the user gave) or `resolved` (its canonical
+    path) is an action file: listed in ACTION_TREES / ACTION_FILES / ACTION_NAMES, or write-only."""
+    reason = action_file_reason(given) or action_file_reason(resolved)
+    hp = host_path(resolved)
+    if reason is None and os.path.isfile(hp) and not os.stat(hp).st_mode & 0o444:
+        reason = 'it has no read permission (write-only): a trigger whose value cannot be read back'
+    if reason:
+        raise KnobError('%s is an action file, not a knob: %s; refused' % (show(given, 120), reason),
+                        path=given, kind='action', details={'resolved_path': resolved} if resolved != given else None)
 
 
 def missing_message(path):
@@ -176,25 +247,35 @@ def normalize(value):
     return ' '.join(str(value).split())
 
 
-def read_raw(path):
-    """Read the raw text of a knob (host path). Raises KnobError with a clear reason."""
+def _named(path, name):
+    """(label for messages, details) of a knob: `name` is how the user or the module names the knob
+    (e.g. /sys/block/sda/queue/nr_requests), `path` its resolved path, which then goes to details."""
+    if name and name != path:
+        return name, {'resolved_path': path}
+    return path, None
+
+
+def read_raw(path, name=None):
+    """Read the raw text of a knob (host path). Raises KnobError with a clear reason; messages name
+    the knob `name` (default: path)."""
+    label, details = _named(path, name)
     try:
         with open(host_path(path), 'r') as f:
             return f.read()
     except (IOError, OSError) as e:
         if e.errno == errno.ENOENT:
-            raise KnobError(missing_message(path), path=path, kind='missing')
+            raise KnobError(missing_message(label), path=path, kind='missing', details=details)
         if e.errno in (errno.EACCES, errno.EPERM):
-            raise KnobError('%s cannot be read (%s): permission denied; run with become: true' % (path, e.strerror),
-                            path=path, kind='permission')
+            raise KnobError('%s cannot be read (%s): permission denied; run with become: true' % (label, e.strerror),
+                            path=path, kind='permission', details=details)
         if e.errno == errno.EISDIR:
-            raise KnobError('%s is a directory, not a knob' % path, path=path, kind='invalid')
-        raise KnobError('%s cannot be read: %s' % (path, e.strerror or e), path=path, kind='io')
+            raise KnobError('%s is a directory, not a knob' % label, path=path, kind='invalid', details=details)
+        raise KnobError('%s cannot be read: %s' % (label, e.strerror or e), path=path, kind='io', details=details)
 
 
-def read_knob(path):
+def read_knob(path, name=None):
     """Return {'path', 'raw', 'value', 'choices'} for a knob."""
-    raw = read_raw(path)
+    raw = read_raw(path, name)
     value, choices = parse_knob(raw)
     return {'path': path, 'raw': raw, 'value': value, 'choices': choices}
 
@@ -217,31 +298,35 @@ def _write_file(hp, data):
         os.close(fd)
 
 
-def write_raw(path, value):
-    """Write a value to a knob (one write(2), as `echo value > knob` does). Clear errors."""
+def write_raw(path, value, name=None):
+    """Write a value to a knob (one write(2), as `echo value > knob` does). Clear errors, naming the
+    knob `name` (default: path)."""
+    label, details = _named(path, name)
     data = str(value)
     if not data.endswith('\n'):
         data += '\n'
     hp = host_path(path)
     if not os.path.exists(hp):
-        raise KnobError(missing_message(path), path=path, kind='missing')
-    if os.path.exists(hp) and not os.stat(hp).st_mode & 0o222:
-        raise KnobError('%s is read-only on this kernel (%s)' % (path, kernel_release()), path=path, kind='readonly')
+        raise KnobError(missing_message(label), path=path, kind='missing', details=details)
+    if not os.stat(hp).st_mode & 0o222:
+        raise KnobError('%s is read-only on this kernel (%s)' % (label, kernel_release()), path=path, kind='readonly',
+                        details=details)
     try:
         _write_file(hp, data)
     except (IOError, OSError) as e:
         if e.errno == errno.EINVAL:
-            raise KnobError('the kernel rejected %r for %s (EINVAL): value out of range or not offered here'
-                            % (str(value), path), path=path, kind='rejected')
+            raise KnobError('the kernel rejected %s for %s (EINVAL): value out of range or not offered here'
+                            % (show(value), label), path=path, kind='rejected', details=details)
         if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise KnobError('%s cannot be written (%s): read-only on this kernel, or not running as root'
-                            % (path, e.strerror), path=path, kind='readonly')
+                            % (label, e.strerror), path=path, kind='readonly', details=details)
         if e.errno == errno.EBUSY:
             raise KnobError('%s is busy (EBUSY): the kernel refused the change now; retry or stop its user first'
-                            % path, path=path, kind='rejected')
+                            % label, path=path, kind='rejected', details=details)
         if e.errno == errno.ENOENT:
-            raise KnobError(missing_message(path), path=path, kind='missing')
-        raise KnobError('writing %r to %s failed: %s' % (str(value), path, e.strerror or e), path=path, kind='io')
+            raise KnobError(missing_message(label), path=path, kind='missing', details=details)
+        raise KnobError('writing %s to %s failed: %s' % (show(value), label, e.strerror or e), path=path, kind='io',
+                        details=details)
 
 
 def values_match(current, desired):
@@ -249,22 +334,24 @@ def values_match(current, desired):
     return normalize(current) == normalize(desired)
 
 
-def validate_choice(path, desired, choices):
+def validate_choice(path, desired, choices, name=None):
     """For bracketed-choice knobs: refuse a value the kernel does not offer, naming what it offers."""
     if choices is not None and normalize(desired) not in choices:
-        raise KnobError('%s does not offer %r on this kernel (%s); offered: %s'
-                        % (path, str(desired), kernel_release(), ', '.join(choices)), path=path, kind='invalid')
+        label, details = _named(path, name)
+        raise KnobError('%s does not offer %s on this kernel (%s); offered: %s'
+                        % (label, show(desired), kernel_release(), ', '.join(choices)), path=path, kind='invalid',
+                        details=details)
 
 
-def apply_knob(path, desired, check_mode=False, read_back=True):
+def apply_knob(path, desired, check_mode=False, read_back=True, name=None):
     """Set one knob to `desired` if it differs; return a result dict.
 
     Result: {'path', 'before', 'after', 'changed', 'choices'}. In check mode nothing is written and
     'after' is the desired value. After a write, 'after' is what the kernel reports back; if it
     differs from what was asked, KnobError(kind='not_effective') is raised.
     """
-    cur = read_knob(path)
-    validate_choice(path, desired, cur['choices'])
+    cur = read_knob(path, name)
+    validate_choice(path, desired, cur['choices'], name)
     result = {'path': path, 'before': cur['value'], 'after': cur['value'], 'changed': False,
               'choices': cur['choices']}
     if values_match(cur['value'], desired):
@@ -273,13 +360,14 @@ def apply_knob(path, desired, check_mode=False, read_back=True):
     if check_mode:
         result['after'] = normalize(desired)
         return result
-    write_raw(path, desired)
+    write_raw(path, desired, name)
     if read_back:
-        eff = read_knob(path)['value']
+        eff = read_knob(path, name)['value']
         result['after'] = eff
         if not values_match(eff, desired):
-            raise KnobError('wrote %r to %s but the kernel reports %r: the value did not take effect'
-                            % (str(desired), path, eff), path=path, kind='not_effective')
+            label, details = _named(path, name)
+            raise KnobError('wrote %s to %s but the kernel reports %s: the value did not take effect'
+                            % (show(desired), label, show(eff)), path=path, kind='not_effective', details=details)
     else:
         result['after'] = normalize(desired)
     return result
@@ -321,19 +409,36 @@ def host_realpath(path):
     return _strip_root(os.path.realpath(host_path(path)))
 
 
-def preflight(path, desired):
+def preflight(path, desired, name=None):
     """Check, without writing, that `desired` can be applied to `path`: the knob exists, offers the
     value (bracketed choices) and is writable when a change is needed. Returns read_knob()'s dict
     plus 'changed' (whether a write would be needed). Raises KnobError."""
-    cur = read_knob(path)
-    validate_choice(path, desired, cur['choices'])
+    cur = read_knob(path, name)
+    validate_choice(path, desired, cur['choices'], name)
     cur['changed'] = not values_match(cur['value'], desired)
     if cur['changed'] and not os.stat(host_path(path)).st_mode & 0o222:
-        raise KnobError('%s is read-only on this kernel (%s)' % (path, kernel_release()), path=path, kind='readonly')
+        label, details = _named(path, name)
+        raise KnobError('%s is read-only on this kernel (%s)' % (label, kernel_release()), path=path, kind='readonly',
+                        details=details)
     return cur
 
 
-def apply_knobs(items, check_mode=False):
+def rollback_message(reason, rolled_back, unrestored, names=None):
+    """The message of a failed apply_knobs(): `reason` (why the write failed) with what the set-back did:
+    'rollback FAILED for <paths>: check the host; <reason>' (the paths first), or '<reason>; nothing
+    left half-applied: restored <path=value, ...>' (a count when the list would not fit in one message)."""
+    names = names or {}
+    if unrestored:
+        return 'rollback FAILED for %s: check the host; %s' % (', '.join(names.get(p) or p for p in unrestored), reason)
+    if not rolled_back:
+        return reason
+    restored = ', '.join('%s=%s' % (names.get(p) or p, v) for p, v in (x.split('=', 1) for x in rolled_back))
+    if len(reason) + len(restored) > MAX_MSG_CHARS - 35:
+        restored = '%d knob(s) (see details)' % len(rolled_back)
+    return '%s; nothing left half-applied: restored %s' % (reason, restored)
+
+
+def apply_knobs(items, check_mode=False, names=None):
     """Apply [(path, desired), ...] in order, all or nothing (as far as the kernel allows).
 
     Every item is checked with preflight() before the first write. If a write then fails (EINVAL,
@@ -341,14 +446,17 @@ def apply_knobs(items, check_mode=False):
     previous values in the same order they were applied (so e.g. a block device's scheduler is
     restored before its nr_requests) and the KnobError is re-raised with a note appended; the
     error carries ``applied`` (results written before the failure), ``rolled_back`` (paths
-    restored) and ``unrestored`` (paths whose set-back failed: still changed). Returns the list of
-    apply_knob() results.
+    restored), ``unrestored`` (paths whose set-back failed: still changed), ``reason`` (the failed
+    write's own message) and ``names``; see rollback_message(). Returns the list of
+    apply_knob() results. `names` ({path: name}) gives the names messages use for resolved paths
+    (the resolved paths then go to the error's details).
     """
-    befores = [preflight(path, desired)['value'] for path, desired in items]
+    names = names or {}
+    befores = [preflight(path, desired, names.get(path))['value'] for path, desired in items]
     results = []
     for i, (path, desired) in enumerate(items):
         try:
-            results.append(apply_knob(path, desired, check_mode=check_mode))
+            results.append(apply_knob(path, desired, check_mode=check_mode, name=names.get(path)))
         except KnobError as e:
             applied = [r for r in results if r['changed']]
             # the failing knob too: a write that "did not take effect" may still have changed it
@@ -356,22 +464,24 @@ def apply_knobs(items, check_mode=False):
             rolled, failed, unrestored = [], [], []
             for rpath, before in restore:
                 try:
-                    if apply_knob(rpath, before)['changed']:
+                    if apply_knob(rpath, before, name=names.get(rpath))['changed']:
                         rolled.append('%s=%s' % (rpath, before))
                 except KnobError as re_err:
                     failed.append({'path': rpath, 'error': re_err.msg})
                     unrestored.append(rpath)
-            msg = e.msg
+            msg = rollback_message(e.msg, rolled, unrestored, names)
+            details = dict(e.details)
             if failed:
-                # the paths first: the reasons of the failed set-backs are in details
-                msg = 'rollback FAILED for %s: check the host; %s' % (', '.join(unrestored), msg)
-            elif rolled:
-                msg += '; nothing left half-applied: restored %s' % ', '.join(rolled)
-            err = KnobError(msg, path=e.path, kind=e.kind, details={'set_back_failed': failed} if failed else None)
+                details['set_back_failed'] = failed
+            if rolled:
+                details['restored'] = rolled
+            err = KnobError(msg, path=e.path, kind=e.kind, details=details)
             err.applied = applied
             err.rolled_back = rolled
             err.unrestored = unrestored
             err.index = i
+            err.reason = e.msg
+            err.names = names
             raise err
     return results
 

@@ -30,6 +30,51 @@ GRUB_DROPIN = '/etc/default/grub.d/90-medai-llmhost.cfg'
 SYSTEMD_DIR = '/etc/systemd/system'
 
 
+# ---------------------------------------------------------------- syntax checks (before anything is written)
+# Every line builder below checks what it puts into a file against that file's syntax, so that no value,
+# name or glob given to a module can end a line, open a quote or add an assignment (udev RUN+=, a shell
+# command in the grub drop-in). They raise KnobError(kind='invalid') and are called while a module
+# validates, before its first write (check mode included).
+
+# sysctl.d key: a sysctl name (dots or slashes), no glob, no leading '-' (that means "ignore errors")
+_SYSCTL_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.:@+/-]*$')
+# tmpfiles.d `w` path: absolute, no white space, quote, backslash, specifier (%) or glob
+_TMPFILES_PATH_RE = re.compile(r'^/[A-Za-z0-9_.:@+,=/-]*$')
+# udev KERNEL=="..." match: a kernel block-device name or a glob on such names
+UDEV_KERNEL_GLOB_RE = re.compile(r'^[A-Za-z0-9_.:*?!\[\]-]+$')
+# udev ATTR{...}="..." value and ATTR{...} attribute names
+_UDEV_VALUE_RE = re.compile(r'^[A-Za-z0-9_.:+-]*$')
+_UDEV_ATTR_RE = re.compile(r'^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*$')
+# kernel command-line parameter in the (shell-sourced) grub drop-in
+_CMDLINE_KEY_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*$')
+_CMDLINE_VALUE_RE = re.compile(r'^[A-Za-z0-9_.,:+=/@-]*$')
+# systemd unit and drop-in names (systemd.unit(5): ASCII letters, digits, ':', '-', '_', '.', '\\', '@')
+_UNIT_NAME_RE = re.compile(r'^[A-Za-z0-9:_.\\@-]+$')
+
+
+def _refuse(what, value, why):
+    raise knob.KnobError('cannot persist %s %s: %s' % (what, knob.show(value), why), kind='invalid')
+
+
+def check_value(what, value, allow_empty=False):
+    """A value for a config line: one line, no control character (a newline is refused, not flattened).
+    Returns it as text with white space at both ends stripped."""
+    text = value if isinstance(value, str) else str(value)
+    if knob.has_control_char(text.strip()):
+        _refuse(what, value, 'it contains a newline or another control character')
+    text = text.strip()
+    if not text and not allow_empty:
+        _refuse(what, value, 'it is empty')
+    return text
+
+
+def check_udev_glob(what, glob):
+    """A KERNEL=="..." match: only what a kernel block-device name and a glob on it can be."""
+    if not isinstance(glob, str) or not UDEV_KERNEL_GLOB_RE.match(glob):
+        _refuse(what, glob, 'a udev KERNEL match may only hold letters, digits and _ . : - * ? ! [ ]')
+    return glob
+
+
 def read_text(path):
     hp = knob.host_path(path)
     if not os.path.exists(hp):
@@ -138,7 +183,10 @@ def sysctl_file(path=SYSCTL_FILE):
 
 
 def sysctl_line(name, value):
-    return '%s = %s' % (name, knob.normalize(value))
+    """A sysctl.d line; the name must be a plain sysctl name, the value one line."""
+    if not isinstance(name, str) or not _SYSCTL_NAME_RE.match(name):
+        _refuse('sysctl name', name, 'not a sysctl name (letters, digits and _ . : @ + / -, no glob)')
+    return '%s = %s' % (name, knob.normalize(check_value('the value of ' + name, value)))
 
 
 # ---------------------------------------------------------------- tmpfiles.d
@@ -155,10 +203,15 @@ def tmpfiles_file(path=TMPFILES_FILE):
 
 
 def tmpfiles_line(knob_path, value):
-    """A tmpfiles.d `w` line (systemd-tmpfiles-setup.service applies it at boot)."""
-    if any(c.isspace() for c in knob_path):
-        raise knob.KnobError('cannot persist %s with tmpfiles.d: path contains white space' % knob_path)
-    return 'w %s - - - - %s' % (knob_path, knob.normalize(value))
+    """A tmpfiles.d `w` line (systemd-tmpfiles-setup.service applies it at boot). The path must not
+    break the line's fields nor be a glob or hold specifiers; the argument (the value) must be one line
+    without % (specifiers) or backslash (C escapes), which systemd-tmpfiles would expand."""
+    if not isinstance(knob_path, str) or not _TMPFILES_PATH_RE.match(knob_path):
+        _refuse('tmpfiles.d path', knob_path, 'it must be absolute, without white space, quote, backslash, % or glob')
+    text = check_value('the value of ' + knob_path, value)
+    if '%' in text or '\\' in text:
+        _refuse('the value of ' + knob_path, value, 'tmpfiles.d would expand % and backslash in it')
+    return 'w %s - - - - %s' % (knob_path, knob.normalize(text))
 
 
 # ---------------------------------------------------------------- udev
@@ -175,6 +228,27 @@ def _udev_key(line):
 
 def udev_file(path):
     return ManagedLines(path, _udev_key)
+
+
+def udev_rule(kernel, match_attrs=(), assign_attrs=()):
+    """A block-device udev rule: `ACTION=="add|change", SUBSYSTEM=="block", KERNEL=="<kernel>"`, then
+    `ATTR{a}=="v"` for each (a, v) of match_attrs and `ATTR{a}="v"` for each of assign_attrs. Returns
+    (match part, whole line); the match part is the rule's key in udev_file(). Everything is checked:
+    no quote, comma or other assignment (RUN+=, PROGRAM=) can reach the rule."""
+    match = 'ACTION=="add|change", SUBSYSTEM=="block", KERNEL=="%s"' % check_udev_glob('udev KERNEL match', kernel)
+    for attr, value in match_attrs:
+        match += ', %s=="%s"' % _udev_attr(attr, value)
+    assigns = ['%s="%s"' % _udev_attr(attr, value) for attr, value in assign_attrs]
+    return match, ', '.join([match] + assigns)
+
+
+def _udev_attr(attr, value):
+    if not _UDEV_ATTR_RE.match(attr):
+        _refuse('udev attribute', attr, 'not a sysfs attribute name')
+    text = check_value('udev ATTR{%s} value' % attr, value)
+    if not _UDEV_VALUE_RE.match(text):
+        _refuse('udev ATTR{%s} value' % attr, value, 'only letters, digits and _ . : + - are allowed')
+    return 'ATTR{%s}' % attr, text
 
 
 # ---------------------------------------------------------------- kernel command line
@@ -228,9 +302,21 @@ def read_grub_dropin(path=GRUB_DROPIN):
     return {}
 
 
+def check_cmdline_params(params):
+    """Kernel parameters for the grub drop-in (a file grub-mkconfig sources as shell): plain names and
+    values only, no white space, quote, $, backquote, backslash or ; & | < >."""
+    for key, value in params.items():
+        if not isinstance(key, str) or not _CMDLINE_KEY_RE.match(key):
+            _refuse('kernel parameter', key, 'not a kernel parameter name')
+        if value is not None and not _CMDLINE_VALUE_RE.match(str(value)):
+            _refuse('kernel parameter %s=' % key, value, 'a command-line value may only hold letters, digits and '
+                    '_ . , : + = / @ - (no white space, quote, $, backslash)')
+
+
 def render_grub_dropin(params):
     if not params:
         return None
+    check_cmdline_params(params)
     return HEADER + 'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT %s"\n' % format_cmdline(params)
 
 
@@ -248,6 +334,7 @@ def set_cmdline(module, set_params=None, remove_keys=(), check_mode=False, path=
     Returns dict(changed, diff, reboot_required, tool).
     """
     set_params = dict(set_params or {})
+    check_cmdline_params(set_params)
     current = read_grub_dropin(path)
     desired = dict(current)
     removed = {}
@@ -296,8 +383,10 @@ def set_cmdline(module, set_params=None, remove_keys=(), check_mode=False, path=
 # ---------------------------------------------------------------- systemd drop-ins
 
 def dropin_path(unit, name):
-    if '/' in unit or '/' in name:
-        raise knob.KnobError('invalid unit or drop-in name: %s / %s' % (unit, name))
+    for what, text in (('unit', unit), ('drop-in', name)):
+        if not isinstance(text, str) or not _UNIT_NAME_RE.match(text) or text in ('.', '..'):
+            raise knob.KnobError('invalid %s name %s: systemd names hold only letters, digits and : _ . \\ @ -'
+                                 % (what, knob.show(text)), kind='invalid')
     return '%s/%s.d/%s.conf' % (SYSTEMD_DIR, unit, name)
 
 

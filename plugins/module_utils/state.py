@@ -62,6 +62,17 @@ def atomic_write(path, text, mode=0o644):
         raise
 
 
+def check_state_dir(state_dir=None):
+    """Refuse a state dir that is relative, holds '..' or a control character, or is a file."""
+    sd = state_dir or DEFAULT_STATE_DIR
+    if not sd.startswith('/') or '..' in sd.split('/') or knob.has_control_char(sd):
+        raise knob.KnobError('state_dir %s must be an absolute path without ".."' % knob.show(sd), kind='invalid')
+    hp = knob.host_path(sd)
+    if os.path.lexists(hp) and not os.path.isdir(hp):
+        raise knob.KnobError('state_dir %s exists and is not a directory' % knob.show(sd), kind='invalid')
+    return sd
+
+
 def setting_id(kind, key):
     return '%s:%s' % (kind, key)
 
@@ -167,18 +178,24 @@ class ChangeLog(object):
             if path in paths:
                 record_original(self.kind, path, before, self.module_name, self.state_dir, extra=extra)
 
-    def apply(self, items, action, changes, record_all=False, explain=None):
+    def check(self):
+        """Validation before a module's first write: the state dir can hold the records and its
+        originals.json is readable (a rollback depends on it). Raises KnobError."""
+        check_state_dir(self.state_dir)
+        load_originals(self.state_dir)
+
+    def apply(self, items, action, changes, record_all=False, explain=None, names=None):
         """knob.apply_knobs(items) for real (callers skip it in check mode), with what it leaves in the state dir.
 
         Originals of `changes` (see record_changed; empty when restoring) are recorded once a change
         has happened, so a refused or rolled-back change leaves no record: after success, those that
         changed (all of `changes` with record_all), or after a failure, what a failed set-back left
         changed. The knobs written are journaled as `action`, then the set-backs of a failure as
-        'rollback'. A failure's KnobError is raised again as it is, or with the message explain(err)
-        gives. Returns apply_knobs()'s results.
+        'rollback'. A failure's KnobError is raised again as it is, or with explain(err) (a better
+        reason than err.reason, the failed write's message) in place of that reason. `names` goes to apply_knobs(). Returns apply_knobs()'s results.
         """
         try:
-            applied = knob.apply_knobs(items)
+            applied = knob.apply_knobs(items, names=names)
         except knob.KnobError as err:
             self.record_changed(changes, getattr(err, 'unrestored', []))
             self.journal_results(getattr(err, 'applied', []), action)
@@ -187,7 +204,8 @@ class ChangeLog(object):
                                'after': x.split('=', 1)[1]} for x in err.rolled_back])
             if explain is None:
                 raise
-            raise knob.KnobError(explain(err), path=err.path, kind=err.kind)
+            raise knob.KnobError(knob.rollback_message(explain(err), err.rolled_back, err.unrestored, err.names),
+                                 path=err.path, kind=err.kind, details=err.details)
         if record_all:
             self.record_changed(changes, [path for path, _before, _extra in changes])
         else:

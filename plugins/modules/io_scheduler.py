@@ -30,6 +30,10 @@ description:
     does not manage stay.
   - Values before the first change are recorded in the originals store; O(state=absent) restores them and
     removes the devices' (or the pattern's) rules.
+  - Every parameter is checked before the first change (no module load, knob, record, journal line or rule is
+    written for a refused request): device names and patterns may hold only what a kernel block-device name and a
+    glob on it can (letters, digits and C(_ . : ! -), plus C(* ? [ ]) in O(pattern)); C(/dev/disk/by-*) links also
+    C(+ @ = , \\). So no quote, comma or C(RUN+=)/C(PROGRAM=) can reach the udev rule.
 author:
   - medai.llmhost contributors (@medai-llmhost)
 options:
@@ -241,6 +245,7 @@ msg:
 
 import fnmatch
 import os
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -255,31 +260,44 @@ ATTRS = ('scheduler', 'nr_requests', 'read_ahead_kb')   # order of writes and of
 LEGACY = {'noop': 'none', 'deadline': 'mq-deadline'}
 SCHED_MODULES = {'kyber': 'kyber-iosched', 'bfq': 'bfq', 'mq-deadline': 'mq-deadline'}
 VIRTUAL_PREFIXES = ('loop', 'ram', 'zram', 'dm-', 'md', 'nbd', 'sr', 'fd')
+SCHED_RE = re.compile(r'^[A-Za-z0-9_-]+$')
 RANGES = {'nr_requests': (1, 100000), 'read_ahead_kb': (0, 1048576)}
 
 
-def fail(msg):
-    raise knob.KnobError(msg, kind='invalid')
+# a kernel block-device name (cciss!c0d0 has a '!'), and a /dev/disk/by-* link (udev escapes as \x20)
+NAME_RE = re.compile(r'^[A-Za-z0-9_.:!-]+$')
+BY_LINK_RE = re.compile(r'^/dev/disk/by-[a-z-]+/[A-Za-z0-9_.:!+@=,\\-]+$')
+
+
+def fail(msg, details=None):
+    raise knob.KnobError(msg, kind='invalid', details=details)
+
+
+def check_name(given, name):
+    if not NAME_RE.match(name) or name in ('.', '..'):
+        fail('device %s is not a kernel block device name (letters, digits and _ . : ! - only)' % knob.show(given))
+    return name
 
 
 def kernel_name(dev):
-    """nvme0n1 | /dev/nvme0n1 | /dev/disk/by-id/... -> kernel name."""
+    """nvme0n1 | /dev/nvme0n1 | /dev/disk/by-id/... -> kernel name (checked: it goes into the udev rule)."""
     dev = dev.strip()
-    if dev.startswith('/'):
-        if not dev.startswith('/dev/') or '..' in dev.split('/'):
-            fail('device %s: give a kernel name, a /dev path or a /dev/disk/by-* link' % dev)
-        rest = dev[len('/dev/'):]
-        if '/' in rest:
-            if not os.path.lexists(knob.host_path(dev)):
-                fail('device %s does not exist on this host' % dev)
-            real = knob.host_realpath(dev)
-            if not real.startswith('/dev/'):
-                fail('device %s resolves to %s, not a /dev node' % (dev, real))
-            return os.path.basename(real)
-        return rest
-    if not dev or '/' in dev or dev in ('.', '..'):
-        fail('device %r is not a kernel block device name' % dev)
-    return dev
+    if not dev.startswith('/'):
+        return check_name(dev, dev)
+    if not dev.startswith('/dev/') or '..' in dev.split('/'):
+        fail('device %s: give a kernel name, a /dev path or a /dev/disk/by-* link' % knob.show(dev))
+    rest = dev[len('/dev/'):]
+    if '/' not in rest:
+        return check_name(dev, rest)
+    if not BY_LINK_RE.match(dev):
+        fail('device %s: a link must be /dev/disk/by-<kind>/<name> (letters, digits and _ . : ! + @ = , \\ - only)'
+             % knob.show(dev))
+    if not os.path.lexists(knob.host_path(dev)):
+        fail('device %s does not exist on this host' % knob.show(dev))
+    real = knob.host_realpath(dev)
+    if not real.startswith('/dev/') or '/' in real[len('/dev/'):]:
+        fail('device %s does not resolve to a /dev node' % knob.show(dev), details={'resolved_path': real})
+    return check_name(dev, os.path.basename(real))
 
 
 def sched_choices(path):
@@ -309,21 +327,22 @@ class IoScheduler(object):
         if p['device'] is not None:
             if not p['device']:
                 fail('device is an empty list')
-            for given in p['device']:
-                name = kernel_name(given)
+            names = [kernel_name(given) for given in p['device']]   # all checked before any is looked at
+            for given, name in zip(p['device'], names):
                 sysdir = '/sys/class/block/' + name
                 if not os.path.exists(knob.host_path(sysdir)):
-                    fail('block device %s (%s) does not exist on this host' % (name, given))
+                    fail('block device %s (%s) does not exist on this host' % (name, knob.show(given)))
                 if os.path.exists(knob.host_path(sysdir + '/partition')):
                     parent = os.path.basename(os.path.dirname(knob.host_realpath(sysdir)))
-                    fail('%s is a partition: the I/O scheduler belongs to the whole disk, use %s' % (given, parent))
+                    fail('%s is a partition: the I/O scheduler belongs to the whole disk, use %s'
+                         % (knob.show(given), parent))
                 if not os.path.exists(knob.host_path(self.queue(name, 'scheduler'))):
                     fail('%s has no queue/scheduler: not a request-based block device' % name)
                 if name in [d['name'] for d in picked]:
                     continue
                 picked.append({'name': name, 'given': given, 'explicit': True})
         else:
-            pat = p['pattern']
+            pat = mpersist.check_udev_glob('pattern', p['pattern'])
             names = sorted(os.listdir(knob.host_path('/sys/block'))) \
                 if os.path.isdir(knob.host_path('/sys/block')) else []
             for name in names:
@@ -333,7 +352,7 @@ class IoScheduler(object):
                 if virt and not pat.startswith(virt[0]):
                     continue
                 if not os.path.exists(knob.host_path(self.queue(name, 'scheduler'))):
-                    self.warnings.append('%s matches %s but has no queue/scheduler: skipped' % (name, pat))
+                    self.warnings.append('%s matches %s but has no queue/scheduler: skipped' % (name, knob.show(pat)))
                     continue
                 picked.append({'name': name, 'given': None, 'explicit': False})
         for d in picked:
@@ -348,7 +367,7 @@ class IoScheduler(object):
             self.devices.append(d)
         if not self.devices:
             self.warnings.append('no block device matched %s%s: nothing done' % (
-                p['pattern'] or ', '.join(p['device']),
+                knob.show(p['pattern'] or ', '.join(p['device'])),
                 '' if p['rotational'] is None else ' with rotational=%s' % p['rotational']))
 
     # ---------------------------------------------------------------- scheduler name
@@ -357,6 +376,8 @@ class IoScheduler(object):
         if s is None:
             return None
         s = s.strip()
+        if not SCHED_RE.match(s):
+            fail('scheduler %s is not an I/O scheduler name (letters, digits, _ and - only)' % knob.show(s))
         if s in LEGACY:
             note = 'scheduler %s is the legacy (pre-5.0) name of %s: using %s' % (s, LEGACY[s], LEGACY[s])
             self.warnings.append(note)
@@ -373,7 +394,8 @@ class IoScheduler(object):
         return s
 
     def check_offered(self, sched):
-        """Every device must offer `sched`; load its module first if allowed. Returns pending loads (check mode)."""
+        """Every device must offer `sched`, or its module may be loaded (load_module). Writes nothing.
+        Returns the devices that need the module loaded first (empty when all offer it)."""
         missing = []
         for d in list(self.devices):
             value, choices = sched_choices(d['scheduler_path'])
@@ -386,43 +408,45 @@ class IoScheduler(object):
             if sched not in choices:
                 missing.append(d)
         if not missing:
-            return False
+            return []
         mod = SCHED_MODULES.get(sched)
         first = missing[0]
         if not (self.p['load_module'] and mod):
             hint = ' (or set load_module: true to modprobe %s)' % mod if mod else ''
             fail('%s does not offer scheduler %s on this kernel (%s); offered: %s%s'
-                 % (first['name'], sched, knob.kernel_release(), ', '.join(first['choices']), hint))
+                 % (first['name'], knob.show(sched), knob.kernel_release(), ', '.join(first['choices']), hint))
+        if not self.module.get_bin_path('modprobe'):
+            fail('scheduler %s needs module %s but modprobe was not found' % (sched, mod))
+        return missing
+
+    def load_scheduler_module(self, sched, missing):
+        """modprobe the module of `sched` (after every check passed); in check mode only say so."""
+        mod = SCHED_MODULES[sched]
+        self.modules_loaded.append(mod)
         if self.check:
-            self.modules_loaded.append(mod)
             self.warnings.append('check mode: %s is not offered by %s; would modprobe %s and assume it is then'
                                  % (sched, ', '.join(d['name'] for d in missing), mod))
-            return True
+            return
         modprobe = self.module.get_bin_path('modprobe')
-        if not modprobe:
-            fail('scheduler %s needs module %s but modprobe was not found' % (sched, mod))
         rc, out, err = self.module.run_command([modprobe, mod])
         if rc != 0:
+            self.modules_loaded.remove(mod)
             fail('modprobe %s failed (rc=%d): %s' % (mod, rc, (err or out).strip()))
-        self.modules_loaded.append(mod)
         self.log.journal([{'setting': 'kmod:' + mod, 'action': 'modprobe', 'before': None, 'after': 'loaded'}])
         for d in missing:
             value, choices = sched_choices(d['scheduler_path'])
             if sched not in choices:
                 fail('%s still does not offer scheduler %s after modprobe %s; offered: %s'
                      % (d['name'], sched, mod, ', '.join(choices)))
-        return False
 
     # ---------------------------------------------------------------- udev
-    def rule_match(self, name_or_pattern, with_rot):
-        m = 'ACTION=="add|change", SUBSYSTEM=="block", KERNEL=="%s"' % name_or_pattern
-        if with_rot and self.p['rotational'] is not None:
-            m += ', ATTR{queue/rotational}=="%d"' % int(self.p['rotational'])
-        return m
-
-    def rule_line(self, match, values):
-        assigns = ['ATTR{queue/%s}="%s"' % (a, values[a]) for a in ATTRS if values.get(a) is not None]
-        return '%s, %s' % (match, ', '.join(assigns))
+    def set_rule(self, rules, name_or_pattern, with_rot, values):
+        """Plan the udev rule for a device or pattern (persist.udev_rule checks its syntax)."""
+        match_attrs = [('queue/rotational', int(self.p['rotational']))] \
+            if with_rot and self.p['rotational'] is not None else []
+        assigns = [('queue/' + a, values[a]) for a in ATTRS if values.get(a) is not None]
+        match, line = mpersist.udev_rule(name_or_pattern, match_attrs, assigns)
+        rules.set(match, line)
 
     # ---------------------------------------------------------------- run
     def run(self):
@@ -434,9 +458,8 @@ class IoScheduler(object):
         self.select()
         rules = mpersist.udev_file(RULES_FILE)
 
-        pending_load = False
-        if present and sched is not None and self.devices:
-            pending_load = self.check_offered(sched)
+        to_load = self.check_offered(sched) if present and sched is not None and self.devices else []
+        pending_load = bool(to_load)
 
         wanted = {'scheduler': sched, 'nr_requests': p['nr_requests'], 'read_ahead_kb': p['read_ahead_kb']}
         items = []
@@ -465,15 +488,16 @@ class IoScheduler(object):
                     items.append((d[a + '_path'], d['target'][a]))
 
         # ---- predict (validates everything; nothing written)
+        names = dict((d[a + '_path'], self.queue(d['name'], a)) for d in self.devices for a in ATTRS)
         if pending_load:
             checkable = [(path, v) for path, v in items if not path.endswith('/queue/scheduler')]
-            predicted = knob.apply_knobs(checkable, check_mode=True)
+            predicted = knob.apply_knobs(checkable, check_mode=True, names=names)
             for path, v in items:
                 if path.endswith('/queue/scheduler'):
                     cur = knob.read_knob(path)['value']
                     predicted.append({'path': path, 'before': cur, 'after': v, 'changed': cur != v})
         else:
-            predicted = knob.apply_knobs(items, check_mode=True)
+            predicted = knob.apply_knobs(items, check_mode=True, names=names)
         by_path = dict((r['path'], r) for r in predicted)
         for d in self.devices:
             # changing the scheduler resets nr_requests: treat the device's attributes as one unit
@@ -485,15 +509,18 @@ class IoScheduler(object):
                 values = dict((a, d_t) for a, d_t in wanted.items() if d_t is not None)
                 if p['pattern'] is not None:
                     self.drop_rules(rules, p['pattern'])
-                    match = self.rule_match(p['pattern'], True)
-                    rules.set(match, self.rule_line(match, values))
+                    self.set_rule(rules, p['pattern'], True, values)
                 else:
                     for d in self.devices:
-                        match = self.rule_match(d['name'], False)
-                        rules.set(match, self.rule_line(match, values))
+                        self.set_rule(rules, d['name'], False, values)
             elif not present:
                 for key in ([p['pattern']] if p['pattern'] is not None else [d['name'] for d in self.devices]):
                     self.drop_rules(rules, key)
+
+        # ---- everything is checked: from here on things change
+        self.log.check()
+        if to_load:
+            self.load_scheduler_module(sched, to_load)
 
         # ---- apply
         results = by_path
@@ -505,7 +532,7 @@ class IoScheduler(object):
             changes = [(d[a + '_path'], d['before'][a], {'device': d['name'], 'attribute': a})
                        for d in self.devices if d['changing'] for a in d['target']] if present else []
             applied = self.log.apply(items, 'set' if present else 'restore', changes, record_all=True,
-                                     explain=self.explain)
+                                     explain=self.explain, names=names)
             results = dict((r['path'], r) for r in applied)
 
         devices = []
@@ -568,13 +595,12 @@ class IoScheduler(object):
             dev = [d for d in self.devices if d['nr_requests_path'] == e.path]
             name = dev[0]['name'] if dev else e.path
             sched = dev[0]['target'].get('scheduler') or dev[0]['before'].get('scheduler') if dev else None
-            why = ('nr_requests=%s is above what %s accepts: with scheduler none nr_requests cannot exceed the '
-                   "device's hardware tag depth; use a smaller value, or a scheduler such as mq-deadline (up to 2048)"
-                   % (self.p['nr_requests'], name)) if sched == 'none' else \
-                ('nr_requests=%s is above what %s accepts with scheduler %s (the kernel allows up to 2048 with a '
-                 'scheduler, the hardware tag depth with none)' % (self.p['nr_requests'], name, sched))
-            return e.msg.replace('value out of range or not offered here', why)
-        return e.msg
+            why = ("with scheduler none nr_requests cannot exceed %s's hardware tag depth; use less, or a scheduler "
+                   'such as mq-deadline (up to 2048)' % name) if sched == 'none' else \
+                ('%s allows less with scheduler %s (up to 2048 with a scheduler, the hardware tag depth with none)'
+                 % (name, sched))
+            return e.reason.replace('value out of range or not offered here', why)
+        return e.reason
 
 
 def main():

@@ -22,6 +22,22 @@ description:
     that moved or never existed (for example C(/proc/sys/kernel/sched_latency_ns),
     C(/sys/module/zswap/parameters/comp_algorithm), C(/proc/sys/vm/vmstat_refresh)), what to use instead.
   - Paths are resolved before use; C(..) components and symlinks that leave C(/sys) or C(/proc/sys) are refused.
+  - Action files are not knobs and are refused: files that trigger something when written instead of holding a
+    setting, such as everything under C(/sys/power) (C(state) suspends the host, C(disk) and C(resume) hibernate or
+    resume, C(wakeup_count), C(autosleep)), C(/sys/firmware), C(/proc/sys/fs/binfmt_misc),
+    C(/proc/sys/vm/drop_caches), C(/proc/sys/vm/compact_memory), C(/proc/sys/vm/stat_refresh), the route C(flush)
+    files, memory C(probe)/C(soft_offline_page)/C(hard_offline_page), and under C(/sys) the device, bus, driver and
+    cgroup triggers named C(delete), C(remove), C(rescan), C(scan), C(reset), C(bind), C(unbind), C(new_id),
+    C(remove_id), C(drivers_probe), C(uevent), C(reset_controller), C(rescan_controller), C(delete_controller),
+    C(export), C(unexport), C(cgroup.kill), C(cgroup.procs), C(cgroup.threads), C(tasks). Besides this list, any
+    file without read permission is a trigger (write-only: its value cannot be read back) and is refused.
+  - Values are one line: a value with a newline or another control character is refused (not flattened), and so
+    is anything a persistence file's syntax cannot hold (see O(persist)).
+  - Numbers with safe upper bounds (the kernel's own limit would leave the host without free memory) are refused
+    above them unless O(force=true). C(vm.min_free_kbytes) at most 5 % of C(MemTotal) (C(/proc/meminfo)); the kernel
+    keeps that memory free for itself and starts reclaiming from there, so a larger value starves the workload or
+    triggers the OOM killer at once. C(vm.watermark_scale_factor) at most 1000 (10 % of RAM between the watermarks;
+    the kernel accepts up to 3000 = 30 %).
   - Before the first change of a knob its value is recorded in the originals store (see O(state_dir)), and every
     change is appended to the change journal. O(state=absent) restores that recorded value.
   - Bool knobs that read C(Y)/C(N) (module parameters) accept V(true)/V(false), V(1)/V(0), V(yes)/V(no) and are
@@ -58,9 +74,20 @@ options:
         grub-mkconfig or grubby). Knobs without a command-line equivalent fail before anything is changed.
         RV(reboot_required) tells whether the running command line differs.
       - Only lines owned by the collection are touched; lines written by the site or other tools stay.
+      - What goes into these files is checked against their syntax before anything is written (also in check mode):
+        a sysctl name without glob, one-line values, no C(%) or backslash in a tmpfiles.d value (systemd-tmpfiles
+        expands them), and only letters, digits and C(_ . , : + = / @ -) in a kernel command-line value.
     type: str
     choices: [none, tmpfiles, sysctl, cmdline]
     default: none
+  force:
+    description:
+      - Write values above the safe upper bounds of C(vm.min_free_kbytes) (5 % of C(MemTotal)) and
+        C(vm.watermark_scale_factor) (1000) anyway; the kernel's own limits still apply.
+      - Does not allow action files.
+    type: bool
+    default: false
+    version_added: 0.2.0
   state:
     description:
       - V(present) sets the values.
@@ -213,13 +240,50 @@ from ansible_collections.medai.llmhost.plugins.module_utils import state as msta
 MODULE = 'medai.llmhost.sysfs_param'
 KIND = 'knob'
 
+MIN_FREE = '/proc/sys/vm/min_free_kbytes'
+WSF = '/proc/sys/vm/watermark_scale_factor'
+MIN_FREE_MAX_PERCENT = 5
+WSF_MAX = 1000
 
-def desired_value(current, value):
-    """Convert a user value into what the knob should read back."""
+
+def mem_total_kb():
+    """MemTotal in kB from /proc/meminfo."""
+    for line in knob.read_raw('/proc/meminfo').splitlines():
+        if line.startswith('MemTotal:'):
+            return int(line.split()[1])
+    raise knob.KnobError('/proc/meminfo has no MemTotal line', kind='io')
+
+
+def safe_max(resolved):
+    """(upper bound, why) for knobs whose kernel limit is unsafe, or None."""
+    if resolved == MIN_FREE:
+        total = mem_total_kb()
+        return total * MIN_FREE_MAX_PERCENT // 100, '%d %% of MemTotal %d kB' % (MIN_FREE_MAX_PERCENT, total)
+    if resolved == WSF:
+        return WSF_MAX, '10 % of RAM between the watermarks; the kernel allows up to 3000'
+    return None
+
+
+def check_bound(e):
+    """Refuse a value above safe_max() (unless force): the host would keep too much memory free."""
+    bound = safe_max(e['resolved'])
+    if bound is None or not e['desired'].isdigit() or int(e['desired']) <= bound[0]:
+        return
+    raise knob.KnobError('%s: %s is above the safe bound %d (%s): it would leave the workload without memory; '
+                         'set force: true to write it anyway' % (e['path'], knob.show(e['value']), bound[0], bound[1]),
+                         path=e['path'], kind='invalid')
+
+
+def desired_value(current, value, path=None):
+    """Convert a user value (for knob `path`) into what the knob should read back."""
+    where = ' for %s' % path if path else ''
     if isinstance(value, (list, dict)):
-        raise knob.KnobError('value %r is not a scalar' % (value,), kind='invalid')
+        raise knob.KnobError('value %s%s is not a scalar' % (knob.show(value), where), kind='invalid')
     if value is None:
-        raise knob.KnobError('a value is required', kind='invalid')
+        raise knob.KnobError('a value is required%s' % where, kind='invalid')
+    if knob.has_control_char(str(value).strip()):
+        raise knob.KnobError('value %s%s contains a newline or another control character: give one line'
+                             % (knob.show(value), where), kind='invalid')
     if current in ('Y', 'N') and knob.kernel_bool(value) is not None:
         return knob.kernel_bool(value)
     if isinstance(value, bool):
@@ -256,8 +320,8 @@ class Plan(object):
             resolved = knob.resolve_knob_path(path)
             norm = os.path.normpath(path)
             if resolved in seen:
-                raise knob.KnobError('%s and %s are the same knob (%s): give it once'
-                                     % (seen[resolved], norm, resolved), path=norm, kind='invalid')
+                raise knob.KnobError('%s and %s are the same knob: give it once' % (seen[resolved], norm),
+                                     path=norm, kind='invalid', details={'resolved_path': resolved})
             seen[resolved] = norm
             self.entries.append({'path': norm, 'resolved': resolved, 'value': value})
 
@@ -283,8 +347,8 @@ class Plan(object):
             raise knob.KnobError('%s has no kernel command-line equivalent: use persist=tmpfiles%s'
                                  % (e['path'], ' or persist=sysctl' if name else ''), path=e['path'], kind='invalid')
         if any(c.isspace() for c in e['desired']):
-            raise knob.KnobError('cannot put %r on the kernel command line (%s): it contains white space'
-                                 % (e['desired'], param), path=e['path'], kind='invalid')
+            raise knob.KnobError('cannot put %s on the kernel command line (%s): it contains white space'
+                                 % (knob.show(e['desired']), param), path=e['path'], kind='invalid')
         self.cmd_set[param] = e['desired']
         return mpersist.GRUB_DROPIN
 
@@ -302,11 +366,14 @@ class Plan(object):
     def run(self):
         present = self.p['state'] == 'present'
         items = []
+        names = dict((e['resolved'], e['path']) for e in self.entries)
         for e in self.entries:
-            cur = knob.read_knob(e['resolved'])
+            cur = knob.read_knob(e['resolved'], e['path'])
             e['before'] = cur['value']
             if present:
-                e['desired'] = desired_value(cur['value'], e['value'])
+                e['desired'] = desired_value(cur['value'], e['value'], e['path'])
+                if not self.p['force']:
+                    check_bound(e)
                 e['persisted_in'] = self.persist_line(e)
                 items.append((e['resolved'], e['desired']))
             else:
@@ -314,27 +381,28 @@ class Plan(object):
                 rec = mstate.get_original(KIND, e['resolved'], self.p['state_dir'])
                 e['record'] = rec
                 if rec is None:
-                    self.warnings.append('no original value recorded for %s: its running value %r was left as it is'
-                                         % (e['path'], cur['value']))
+                    self.warnings.append('no original value recorded for %s: its running value %s was left as it is'
+                                         % (e['path'], knob.show(cur['value'])))
                 else:
                     e['desired'] = knob.normalize(rec['original'])
                     items.append((e['resolved'], e['desired']))
                 self.unpersist(e)
 
         # everything checked without writing (raises before any change)
-        predicted = knob.apply_knobs(items, check_mode=True)
+        predicted = knob.apply_knobs(items, check_mode=True, names=names)
         by_path = dict((r['path'], r) for r in predicted)
         cmdline = {'changed': False, 'diff': None, 'reboot_required': False}
         if self.cmd_set or self.cmd_remove:
             # check-mode pass: computes the diff and reboot flag without touching anything
             cmdline = mpersist.set_cmdline(self.module, self.cmd_set, self.cmd_remove, check_mode=True)
+        self.log.check()
 
         if not self.check:
             # Originals are recorded once a change has happened (a refused or rolled-back change
             # leaves no record): after success, or for what a failed set-back left changed.
             changes = [(r['path'], r['before'], {'persist': self.p['persist']})
                        for r in predicted if r['changed']] if present else []
-            applied = self.log.apply(items, 'set' if present else 'restore', changes)
+            applied = self.log.apply(items, 'set' if present else 'restore', changes, names=names)
             by_path = dict((r['path'], r) for r in applied)
 
         knobs = []
@@ -390,6 +458,7 @@ def main():
         value=dict(type='raw'),
         params=dict(type='dict'),
         persist=dict(type='str', default='none', choices=['none', 'tmpfiles', 'sysctl', 'cmdline']),
+        force=dict(type='bool', default=False),
         state=dict(type='str', default='present', choices=['present', 'absent']),
     )
     argument_spec.update(mstate.STATE_ARGS)

@@ -209,6 +209,7 @@ msg:
 '''
 
 import os
+import re
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -225,6 +226,8 @@ BOOLS = ('enabled', 'shrinker_enabled')
 PERCENTS = ('max_pool_percent', 'accept_threshold_percent')
 SINCE = {'shrinker_enabled': ' (added in 6.8)'}
 COMPRESSION_TYPES = ('compression', 'scomp', 'acomp')
+# a crypto algorithm or driver name (lzo-rle, zstd, lz4-generic, 842); CRYPTO_MAX_ALG_NAME is 128
+COMPRESSOR_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
 
 
 def fail(msg, kind='invalid'):
@@ -284,13 +287,6 @@ def typed(value):
     return value
 
 
-def rollback_suffix(msg):
-    for marker in ('; nothing left half-applied', '; rollback FAILED'):
-        if marker in msg:
-            return msg[msg.index(marker):]
-    return ''
-
-
 class Zswap(object):
 
     def __init__(self, module):
@@ -308,6 +304,9 @@ class Zswap(object):
                 continue
             if name in PERCENTS and not 0 <= v <= 100:
                 fail('%s must be between 0 and 100, got %d' % (name, v))
+            if name == 'compressor' and not COMPRESSOR_RE.match(v.strip()):
+                fail('compressor %s is not a crypto algorithm name (letters, digits and _ . - only, at most 64)'
+                     % knob.show(v))
             out.append((name, knob.kernel_bool(v) if name in BOOLS else str(v).strip()))
         return out
 
@@ -327,11 +326,11 @@ class Zswap(object):
             if name == 'compressor':
                 avail = crypto_compressors()
                 if avail is None:
-                    self.warnings.append('/proc/crypto cannot be read: compressor %s not checked' % value)
+                    self.warnings.append('/proc/crypto cannot be read: compressor %s not checked' % knob.show(value))
                 elif value not in avail[0] and value not in avail[1] and not crypto_module_available(value, rel):
                     fail('compressor %s is not a compression algorithm in /proc/crypto on this kernel (%s); available: '
                          '%s (nor a loadable crypto-%s module in /lib/modules/%s/modules.alias)'
-                         % (value, rel, ', '.join(avail[0]), value, rel))
+                         % (knob.show(value), rel, ', '.join(avail[0]), value, rel))
 
         if not present:
             wanted = []
@@ -367,8 +366,9 @@ class Zswap(object):
         if cmd_set or cmd_remove:
             cmdline = mpersist.set_cmdline(self.module, cmd_set, cmd_remove, check_mode=True)
 
-        # ---- runtime
+        # ---- runtime (the check pass validates every knob; then the state dir, before the first write)
         predicted = knob.apply_knobs(items, check_mode=True)
+        self.log.check()
         results = predicted
         if not self.check:
             # Originals are recorded once a change has happened (a refused or rolled-back change
@@ -430,12 +430,12 @@ class Zswap(object):
     def explain(self, e, wanted):
         name = os.path.basename(e.path or '')
         if name in ('compressor', 'zpool') and e.kind in ('missing', 'rejected'):
+            value = knob.show(wanted.get(name))
             what = ('the kernel has no zpool allocator %s (not built, or its module cannot be loaded; zbud and z3fold '
-                    'were removed in 6.15, zsmalloc remains)' % wanted.get(name)) if name == 'zpool' else \
-                ('the kernel could not load compressor %s for zswap' % wanted.get(name))
-            return 'writing %s=%s was rejected (%s): %s%s' % (
-                name, wanted.get(name), knob.kernel_release(), what, rollback_suffix(e.msg))
-        return e.msg
+                    'were removed in 6.15, zsmalloc remains)' % value) if name == 'zpool' else \
+                ('the kernel could not load compressor %s for zswap' % value)
+            return 'writing %s %s was rejected (%s): %s' % (name, value, knob.kernel_release(), what)
+        return e.reason
 
 
 def main():

@@ -118,6 +118,11 @@ def layout_vm_sysctls(fk):
     fk.file('/proc/cmdline', 'BOOT_IMAGE=/boot/vmlinuz-6.1.0-28-amd64 root=UUID=1234 ro quiet', mode=0o444)
 
 
+def layout_meminfo(fk, total_kb=16777216):
+    """A /proc/meminfo with MemTotal `total_kb` (16 GiB by default): sysfs_param's vm.min_free_kbytes bound."""
+    fk.file('/proc/meminfo', 'MemTotal:       %d kB\nMemFree:        %d kB\n' % (total_kb, total_kb // 2))
+
+
 def layout_zswap(fk, with_newer=False, compressor='lzo', zpool='zbud'):
     base = '/sys/module/zswap/parameters/'
     fk.file(base + 'enabled', 'N')

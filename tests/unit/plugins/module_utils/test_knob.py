@@ -89,7 +89,7 @@ def test_symlink_escape_refused(fake):
     fake.symlink('/etc/shadow', '/sys/kernel/evil')
     with pytest.raises(knob.KnobError) as e:
         knob.resolve_knob_path('/sys/kernel/evil')
-    assert 'resolves to /etc/shadow' in e.value.msg
+    assert "resolves to '/etc/shadow'" in e.value.msg
 
 
 def test_symlink_inside_sys_resolves(fake):

@@ -119,7 +119,7 @@ def test_pattern_skips_virtual_and_schedulerless(host):
 def test_no_match_warns(host):
     res = run({'pattern': 'xvd*', 'scheduler': 'none'})
     assert res['changed'] is False and res['devices'] == []
-    assert res['warnings'] == ['no block device matched xvd*: nothing done']
+    assert res['warnings'] == ["no block device matched 'xvd*': nothing done"]
     assert not os.path.exists(host.path(RULES))
 
 
@@ -145,7 +145,7 @@ def test_cfq_fails_unless_translated(host):
 def test_scheduler_not_offered(host):
     res = run({'device': ['nvme0n1', 'vda'], 'scheduler': 'bfq'})
     assert res['failed']
-    assert res['msg'] == ('vda does not offer scheduler bfq on this kernel (6.1.0-28-amd64); offered: none, mq-deadline '
+    assert res['msg'] == ("vda does not offer scheduler 'bfq' on this kernel (6.1.0-28-amd64); offered: none, mq-deadline "
                           '(or set load_module: true to modprobe bfq)')
     assert host.writes == [] and q(host, 'nvme0n1', 'scheduler') == '[none] mq-deadline kyber bfq'
 
@@ -188,7 +188,7 @@ def test_nr_requests_einval_with_none_rolls_back(host):
     res = run({'device': ['vda', 'sda'], 'scheduler': 'none', 'nr_requests': 1024})
     assert res['failed']
     assert "the kernel rejected '1024' for" in res['msg'] and '(EINVAL)' in res['msg']
-    assert 'with scheduler none nr_requests cannot exceed the device\'s hardware tag depth' in res['msg']
+    assert "with scheduler none nr_requests cannot exceed sda's hardware tag depth" in res['msg']
     assert 'nothing left half-applied' in res['msg']
     # vda (already none) got nr_requests 1024 first, then it was set back; sda went back to mq-deadline
     assert q(host, 'vda', 'nr_requests') == '256'
@@ -208,10 +208,10 @@ def test_range_validation(host, args, msg):
 
 
 @pytest.mark.parametrize('dev,msg', [
-    ('nvme0n1p1', 'nvme0n1p1 is a partition: the I/O scheduler belongs to the whole disk, use nvme0n1'),
+    ('nvme0n1p1', "'nvme0n1p1' is a partition: the I/O scheduler belongs to the whole disk, use nvme0n1"),
     (BYID + '-part1', 'is a partition: the I/O scheduler belongs to the whole disk, use nvme0n1'),
-    ('sdq', 'block device sdq (sdq) does not exist on this host'),
-    ('/dev/disk/by-id/nope', 'device /dev/disk/by-id/nope does not exist on this host'),
+    ('sdq', "block device sdq ('sdq') does not exist on this host"),
+    ('/dev/disk/by-id/nope', "device '/dev/disk/by-id/nope' does not exist on this host"),
     ('/etc/passwd', 'give a kernel name, a /dev path or a /dev/disk/by-* link'),
 ])
 def test_bad_devices(host, dev, msg):
@@ -221,7 +221,7 @@ def test_bad_devices(host, dev, msg):
 
 def test_dm_without_scheduler(host):
     res = run({'device': ['dm-0'], 'scheduler': 'mq-deadline'})
-    assert res['failed'] and 'dm-0 does not offer scheduler mq-deadline' in res['msg'] and 'offered: none' in res['msg']
+    assert res['failed'] and "dm-0 does not offer scheduler 'mq-deadline'" in res['msg'] and 'offered: none' in res['msg']
     res = run({'device': ['dm-0'], 'scheduler': 'none', 'persist': False})
     assert res['changed'] is False
 

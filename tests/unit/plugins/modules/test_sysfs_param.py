@@ -7,7 +7,8 @@ import os
 import pytest
 
 from ansible_collections.medai.llmhost.plugins.modules import sysfs_param
-from ansible_collections.medai.llmhost.tests.unit.fake_trees import layout_thp, layout_vm_sysctls, layout_zswap
+from ansible_collections.medai.llmhost.tests.unit.fake_trees import (
+    layout_meminfo, layout_thp, layout_vm_sysctls, layout_zswap)
 from ansible_collections.medai.llmhost.tests.unit.plugins.modules.knob_module_helpers import (
     run_module, snapshot, journal, originals)
 
@@ -24,6 +25,7 @@ GRUB = '/etc/default/grub.d/90-medai-llmhost.cfg'
 def host(fake):
     layout_thp(fake)
     layout_vm_sysctls(fake)
+    layout_meminfo(fake)
     return fake
 
 
@@ -145,7 +147,7 @@ def test_symlink_escape_refused(host):
     host.file('/etc/shadow', 'secret')
     host.symlink('/etc/shadow', '/sys/kernel/evil')
     res = run({'path': '/sys/kernel/evil', 'value': 'x'})
-    assert res['failed'] and res['msg'] == ('knob path /sys/kernel/evil resolves to /etc/shadow, '
+    assert res['failed'] and res['msg'] == ("knob path '/sys/kernel/evil' resolves to '/etc/shadow', "
                                             'outside /sys and /proc/sys: refused')
     assert host.read('/etc/shadow') == 'secret\n'
 

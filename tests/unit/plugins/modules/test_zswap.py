@@ -89,7 +89,7 @@ def test_check_mode_writes_nothing(k612):
 def test_compressor_not_in_crypto(k612):
     res = run({'enabled': True, 'compressor': 'lz4hc'})
     assert res['failed']
-    assert res['msg'] == ('compressor lz4hc is not a compression algorithm in /proc/crypto on this kernel '
+    assert res['msg'] == ("compressor 'lz4hc' is not a compression algorithm in /proc/crypto on this kernel "
                           '(6.12.9-amd64); available: deflate, lz4, lzo, lzo-rle, zstd (nor a loadable crypto-lz4hc '
                           'module in /lib/modules/6.12.9-amd64/modules.alias)')
     assert k612.writes == [] and not os.path.exists(k612.path(TMPF))
@@ -153,7 +153,7 @@ def test_zpool_rejected_rolls_back(k612):
     k612.hooks[k612.path(P + 'zpool')] = no_z3fold
     res = run({'compressor': 'zstd', 'zpool': 'z3fold', 'enabled': True})
     assert res['failed']
-    assert res['msg'].startswith('writing zpool=z3fold was rejected (6.12.9-amd64): the kernel has no zpool allocator z3fold')
+    assert res['msg'].startswith("writing zpool 'z3fold' was rejected (6.12.9-amd64): the kernel has no zpool allocator 'z3fold'")
     assert 'nothing left half-applied: restored %scompressor=lzo' % P in res['msg']
     assert k612.read(P + 'compressor') == 'lzo\n' and k612.read(P + 'enabled') == 'N\n'
     assert not os.path.exists(k612.path(TMPF))
