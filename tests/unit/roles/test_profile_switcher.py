@@ -78,14 +78,36 @@ def test_apply_orders_scheduler_first_and_journals(fake, switcher):
     nvme_writes = [w for w in fake.writes if 'nvme0n1' in w[0]]
     assert [os.path.basename(w[0]) for w in nvme_writes] == ['scheduler', 'nr_requests']
     journal = state.read_journal()
-    assert {'setting': 'sysfs:/proc/sys/vm/swappiness', 'before': '60', 'after': '10'}.items() <= journal[0].items()
-    assert journal[0]['context'] == 'timer'
-    assert state.get_original('sysfs', '/proc/sys/vm/swappiness')['original'] == '60'
+    swappiness = [j for j in journal if j['setting'] == 'knob:/proc/sys/vm/swappiness']
+    assert {'before': '60', 'after': '10', 'action': 'set', 'context': 'timer',
+            'module': 'medai-llmhost-profile'}.items() <= swappiness[0].items()
+    assert state.get_original('knob', '/proc/sys/vm/swappiness')['original'] == '60'
     # second apply: nothing to do, the first original is kept
     again = switcher['apply']('peak', CFG, False, 'timer')
     assert again['changed'] is False
     switcher['apply']('offpeak', CFG, False, 'timer')
-    assert state.get_original('sysfs', '/proc/sys/vm/swappiness')['original'] == '60'
+    assert state.get_original('knob', '/proc/sys/vm/swappiness')['original'] == '60'
+
+
+def test_originals_are_what_rollback_restores(fake, switcher):
+    """Issue 13: the switcher records under the kind playbooks/rollback.yml restores ('knob'), keyed by the
+    resolved path as the modules key it (a block device's queue under /sys/devices/.../<dev>/queue/)."""
+    switcher['apply']('peak', CFG, False, 'timer')
+    settings = state.load_originals()['settings']
+    assert set(r['kind'] for r in settings.values()) == {'knob'}
+    nvme_sched = [k for k in settings if k.endswith('/nvme0n1/queue/scheduler')]
+    assert nvme_sched and nvme_sched[0].startswith('knob:/sys/devices/'), sorted(settings)
+    assert settings[nvme_sched[0]]['original'] == 'none'
+    assert settings[nvme_sched[0]]['extra'] == {'profile': 'peak'}
+
+
+def test_refused_knob_leaves_no_record(fake, switcher):
+    """A value the kernel refuses is set back and leaves neither an originals record nor a journal line for it."""
+    cfg = {'default': 'x', 'windows': [], 'profiles': {'x': {'knobs': {'/proc/sys/vm/watermark_scale_factor': '99999'}}}}
+    out = switcher['apply']('x', cfg, False, None)
+    assert out['failed'] is True
+    assert state.load_originals()['settings'] == {}
+    assert not [j for j in state.read_journal() if j.get('action') == 'set']
 
 
 def test_rejected_knob_reported_others_applied(fake, switcher):
