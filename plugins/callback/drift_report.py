@@ -102,13 +102,22 @@ def _key_values(text):
         return None
     out = {}
     for line in text.splitlines():
-        if not line.strip():
-            continue
+        if not line.strip() or line.lstrip().startswith(('#', ';')):
+            continue  # comments of persistence files are not settings
         key, sep, value = line.partition(' = ')
         if not sep or ' ' in key:
             return None
         out[key] = value
     return out
+
+
+def host_state(summary):
+    """One host's state, the same words on the console and in the Markdown and HTML reports."""
+    if summary['unreachable']:
+        return 'UNREACHABLE'
+    if summary['failed']:
+        return 'FAILED CHECKS'
+    return 'DRIFT' if summary['drift'] else 'in profile'
 
 
 class CallbackModule(CallbackBase):
@@ -205,7 +214,7 @@ class CallbackModule(CallbackBase):
     def summary_lines(self, report):
         lines = []
         for name, s in sorted(report['summary'].items()):
-            state = 'UNREACHABLE' if s['unreachable'] else ('DRIFT' if s['drift'] or s['failed'] else 'in profile')
+            state = host_state(s)
             lines.append('%-28s %-12s settings checked: %3d  drift: %3d  failed checks: %d'
                          % (name, state, s['settings'], s['drift'], s['failed']))
             h = report['hosts'][name]
@@ -222,7 +231,8 @@ class CallbackModule(CallbackBase):
         out = ['# medai.llmhost fleet audit (%s)' % report['generated_at'], '',
                '| host | state | settings | drift | failed |', '|---|---|---|---|---|']
         for name, s in sorted(report['summary'].items()):
-            state = 'unreachable' if s['unreachable'] else ('**DRIFT**' if s['drift'] or s['failed'] else 'in profile')
+            state = host_state(s)
+            state = state if state == 'in profile' else '**%s**' % state
             out.append('| %s | %s | %d | %d | %d |' % (name, state, s['settings'], s['drift'], s['failed']))
         for name, h in sorted(report['hosts'].items()):
             out += ['', '## %s' % name, '', '| task | setting | effective | desired | drift |', '|---|---|---|---|---|']
@@ -245,9 +255,9 @@ class CallbackModule(CallbackBase):
                  '<h1>medai.llmhost fleet audit (%s)</h1><table><tr><th>host</th><th>state</th><th>settings</th>'
                  '<th>drift</th><th>failed</th></tr>' % esc(report['generated_at'])]
         for name, s in sorted(report['summary'].items()):
-            bad = s['drift'] or s['failed'] or s['unreachable']
+            state = host_state(s)
             parts.append('<tr class="%s"><td>%s</td><td>%s</td><td>%d</td><td>%d</td><td>%d</td></tr>' % (
-                'drift' if bad else '', esc(name), 'DRIFT' if bad else 'in profile', s['settings'], s['drift'],
+                '' if state == 'in profile' else 'drift', esc(name), esc(state), s['settings'], s['drift'],
                 s['failed']))
         parts.append('</table>')
         for name, h in sorted(report['hosts'].items()):
@@ -257,6 +267,9 @@ class CallbackModule(CallbackBase):
                 parts.append('<tr class="%s"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>' % (
                     'drift' if r['drift'] else '', esc(r['task']), esc(r['setting'] or ''),
                     esc(_short(r['effective'])), esc(_short(r['desired'])), 'DRIFT' if r['drift'] else 'ok'))
+            for r in h['failed']:
+                parts.append('<tr class="drift"><td>%s</td><td>(check failed)</td><td></td><td>%s</td>'
+                             '<td>FAILED</td></tr>' % (esc(r['task']), esc(r['msg'])))
             parts.append('</table>')
             for k, v in sorted(h['extra'].items()):
                 parts.append('<p><b>%s</b>: <code>%s</code></p>' % (esc(k), esc(_short(v))))

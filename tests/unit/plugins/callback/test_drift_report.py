@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 from __future__ import absolute_import, division, print_function
 
-from ansible_collections.medai.llmhost.plugins.callback.drift_report import flatten_diff
+from ansible_collections.medai.llmhost.plugins.callback.drift_report import CallbackModule, flatten_diff, host_state
 
 
 def test_flatten_dict_diff_only_differing_keys():
@@ -23,3 +23,34 @@ def test_flatten_key_value_text_diff():
     rows = flatten_diff([{'before_header': 'runtime knobs', 'after_header': 'runtime knobs',
                           'before': '/sys/a = madvise\n/sys/b = 1\n', 'after': '/sys/a = never\n/sys/b = 1\n'}])
     assert rows == [('/sys/a', 'madvise', 'never')]
+
+
+def test_comment_lines_of_persistence_files_are_not_settings():
+    header = '# Managed by Ansible (medai.llmhost): x = y\n'
+    rows = flatten_diff([{'before_header': '/etc/sysctl.d/90-medai-llmhost.conf', 'before': header + 'vm.swappiness = 60\n',
+                          'after': header + 'vm.swappiness = 10\n'}])
+    assert rows == [('vm.swappiness', '60', '10')]
+
+
+def _report(**summary):
+    base = {'settings': 3, 'drift': 0, 'failed': 0, 'unreachable': False}
+    base.update(summary)
+    host = {'settings': [], 'failed': [{'task': 'Memory | zswap', 'msg': 'zswap is not built'}] if base['failed'] else [],
+            'extra': {}, 'unreachable': base['unreachable']}
+    return {'generated_at': 'now', 'summary': {'h1': base}, 'hosts': {'h1': host}}
+
+
+def test_every_output_says_the_same_state():
+    cb = CallbackModule()
+    for summary, state in (({}, 'in profile'), ({'drift': 1}, 'DRIFT'), ({'failed': 1}, 'FAILED CHECKS'),
+                           ({'unreachable': True}, 'UNREACHABLE')):
+        report = _report(**summary)
+        assert host_state(report['summary']['h1']) == state
+        assert state in cb.summary_lines(report)[0]
+        assert state in cb.markdown(report)
+        assert '<td>%s</td>' % state in cb.html(report)
+
+
+def test_html_lists_failed_checks():
+    html = CallbackModule().html(_report(failed=1))
+    assert 'Memory | zswap' in html and 'zswap is not built' in html and 'FAILED' in html
