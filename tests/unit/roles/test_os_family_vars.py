@@ -22,3 +22,8 @@ def test_container_runtime_packages_on_el(facts):
 
 def test_container_runtime_packages_unknown_family_is_empty_so_the_role_refuses():
     assert render('container_runtime', 'container_runtime_packages', {'os_family': 'Suse'}) == []
+
+
+def test_container_runtime_packages_before_facts_are_gathered():
+    # the role's argument spec is validated before its first task gathers the OS family
+    assert render('container_runtime', 'container_runtime_packages', {}) == []
