@@ -37,6 +37,38 @@ RT_POLICIES = ('fifo', 'rr')
 RT_PRIO_MIN = 1
 RT_PRIO_MAX = 99
 
+# Policies the RT deny-list applies to (deadline cannot be set by this collection, but is real-time too).
+RT_DENY_POLICIES = ('fifo', 'rr', 'deadline')
+
+# Units and processes that never get a real-time policy (unless `force`): a runaway or merely busy RT thread
+# starves what is needed to see and repair the host - logging (the field report froze a box with FIFO on
+# logging), backups, monitoring, remote access and systemd itself. Case-insensitive shell globs, matched
+# against unit names (with and without the unit suffix) and process names (/proc/<pid>/comm, <= 15 chars).
+# THE deny-list of the collection: chrt_priority enforces it, the scheduling role and its thread watcher
+# receive it from chrt_priority's `rt_denylist` return value and add only their own extra entries.
+RT_DENYLIST = (
+    # logging
+    '*journal*', '*syslog*', '*log*', 'fluent-bit*', 'fluentd*', 'td-agent*', 'filebeat*', 'logstash*', 'promtail*',
+    'vector', 'auditd', 'loki*',
+    # backup
+    '*backup*', '*restic*', '*borg*', '*bacula*', '*bareos*', '*dump*', 'rsnapshot*', 'duplicity*', 'amanda*',
+    'urbackup*', 'veeam*',
+    # monitoring
+    '*monitor*', '*exporter*', '*prometheus*', 'zabbix*', 'telegraf*', 'collectd*', 'netdata*', 'datadog*',
+    'nagios*', 'nrpe*', 'icinga*', 'munin*', 'grafana-agent*', 'alloy', 'snmpd', '*dcgm*', 'nv-hostengine',
+    # remote access and the system itself
+    '*sshd*', '*ssh', 'dropbear*', 'systemd', 'systemd-*', 'init', '*cron*', '*dbus*', 'polkit*',
+)
+
+# systemd unit types (systemd.unit(5)); a name without one of these suffixes gets '.service'.
+UNIT_SUFFIXES = ('service', 'socket', 'device', 'mount', 'automount', 'swap', 'target', 'path', 'timer', 'slice',
+                 'scope')
+UNIT_NAME_MAX = 255
+_UNIT_SUFFIX_RE = re.compile(r'\.(%s)$' % '|'.join(UNIT_SUFFIXES))
+_UNIT_CHARS_RE = re.compile(r'^[A-Za-z0-9:_.@\\-]+$')
+PATTERN_MAX = 255
+_CONTROL_RE = re.compile(r'[\x00-\x1f\x7f]')
+
 RT_RUNTIME = '/proc/sys/kernel/sched_rt_runtime_us'
 CGROUP_ROOT = '/sys/fs/cgroup'
 
@@ -207,11 +239,97 @@ def proc_cgroup_lines(pid):
 # ---------------------------------------------------------------- systemd
 
 def normalize_unit(unit):
-    if not re.match(r'^[A-Za-z0-9:_.@\\-]+$', unit or ''):
-        raise SchedError('invalid unit name %r' % unit, kind='invalid')
-    if not re.search(r'\.(service|scope|slice|socket|mount|swap)$', unit):
+    """A unit name as systemd accepts it (systemd.unit(5)), '.service' added when it has no unit suffix.
+
+    Refused: characters outside [A-Za-z0-9:_.@\\-] (so no '/', white space or control characters), '..',
+    a leading '.', more than 255 characters, and a template without instance (name@.service)."""
+    if not isinstance(unit, str) or not unit:
+        raise SchedError('unit must be a systemd unit name, got %s' % knob.show(unit), kind='invalid')
+    why = None
+    if not _UNIT_CHARS_RE.match(unit):
+        why = "only letters, digits and ':_.@\\-' are allowed (no '/', no white space or control characters)"
+    elif '..' in unit or unit.startswith('.'):
+        why = "'..' and a leading '.' are not allowed"
+    if why is None and not _UNIT_SUFFIX_RE.search(unit):
         unit += '.service'
+    if why is None and len(unit) > UNIT_NAME_MAX:
+        why = 'longer than %d characters' % UNIT_NAME_MAX
+    elif why is None and '@.' in unit:
+        why = 'a template unit has no processes; name an instance (name@instance.service)'
+    if why:
+        raise SchedError('unit %s is not a valid systemd unit name: %s' % (knob.show(unit), why), kind='invalid')
     return unit
+
+
+def compile_regex(param, text):
+    """re.compile(text); a syntax error becomes one bounded line naming the parameter."""
+    try:
+        return re.compile(text)
+    except (re.error, OverflowError, RecursionError) as e:
+        raise SchedError('%s %s is not a valid regular expression: %s'
+                         % (param, knob.show(text), getattr(e, 'msg', None) or e), kind='invalid')
+
+
+def validate_patterns(param, patterns):
+    """Entries of an allow/deny list: non-empty names or globs of at most PATTERN_MAX printable characters."""
+    for entry in patterns or ():
+        if not isinstance(entry, str) or not entry.strip() or len(entry) > PATTERN_MAX \
+                or _CONTROL_RE.search(entry):
+            raise SchedError('%s entry %s is invalid: expected a unit or process name or glob of 1..%d printable '
+                             'characters' % (param, knob.show(entry), PATTERN_MAX), kind='invalid')
+    return list(patterns or ())
+
+
+def unit_stem(name):
+    """'rsyslog.service' -> 'rsyslog'; a name without a unit suffix is returned as it is."""
+    return _UNIT_SUFFIX_RE.sub('', name)
+
+
+def rt_deny_match(name, denylist):
+    """The entry of `denylist` that `name` (a unit or process name) matches, or None.
+
+    Case-insensitive shell globs, tried on the name and on the name without its unit suffix (so 'ssh' covers
+    ssh.service). roles/scheduling/templates/sched-threads.py.j2 has the same rule (a unit test compares them)."""
+    if not name:
+        return None
+    candidates = (name.lower(), unit_stem(name).lower())
+    for entry in denylist:
+        pattern = entry.lower()
+        if any(fnmatch.fnmatchcase(c, pattern) for c in candidates):
+            return entry
+    return None
+
+
+def effective_denylist(extra=()):
+    """The built-in RT deny-list followed by the caller's extra entries (duplicates dropped)."""
+    out = list(RT_DENYLIST)
+    out.extend(e for e in extra or () if e not in out)
+    return out
+
+
+def process_units(pid):
+    """Units a process belongs to: every '.service'/'.scope' component of its cgroup v2 path (outermost first)."""
+    cg = proc_cgroup(pid) or ''
+    return [c for c in cg.split('/') if c.endswith('.service') or c.endswith('.scope')]
+
+
+def rt_denied_subjects(denylist, unit=None, pids=(), checked_unit=None):
+    """[(subject, entry)] for the selected unit and processes that match the deny-list.
+
+    A process is checked by its name (comm) and by the unit(s) it belongs to (but `checked_unit`)."""
+    found = []
+    if unit:
+        hit = rt_deny_match(unit, denylist)
+        if hit:
+            found.append(('unit %s' % knob.show(unit), hit))
+    for pid in pids:
+        comm = read_comm(pid)
+        for name in [comm] + [u for u in process_units(pid) if u not in (unit, checked_unit)]:
+            hit = rt_deny_match(name, denylist)
+            if hit:
+                found.append(('pid %d (%s)' % (pid, knob.show(name, 40)), hit))
+                break
+    return found
 
 
 def systemctl_show(module, unit, props):
@@ -270,13 +388,16 @@ def cgroup_pids(control_group):
 # ---------------------------------------------------------------- selection
 
 def read_pidfile(path):
-    text = _read_or_none(path)
-    if text is None:
-        raise SchedError('pidfile %s does not exist' % path, kind='missing')
+    try:
+        with open(knob.host_path(path)) as f:
+            text = f.read(64)   # a pid is short; never read a huge or endless file whole
+    except (IOError, OSError):
+        raise SchedError('pidfile %s does not exist or cannot be read' % knob.show(path), kind='missing')
     try:
         return int(text.strip().split()[0])
     except (ValueError, IndexError):
-        raise SchedError('pidfile %s does not hold a pid (%r)' % (path, text.strip()[:40]), kind='invalid')
+        raise SchedError('pidfile %s does not hold a pid (%s)' % (knob.show(path), knob.show(text.strip(), 40)),
+                         kind='invalid')
 
 
 def select_pids(module, unit=None, pid=None, pidfile=None, cmdline_regex=None):
@@ -293,11 +414,7 @@ def select_pids(module, unit=None, pid=None, pidfile=None, cmdline_regex=None):
     elif pidfile:
         pids = {read_pidfile(pidfile)}
     else:
-        try:
-            rx = re.compile(cmdline_regex)
-        except re.error as e:
-            raise SchedError('cmdline_regex %r is not a valid regular expression: %s' % (cmdline_regex, e),
-                             kind='invalid')
+        rx = compile_regex('cmdline_regex', cmdline_regex)
         pids = set()
         for p in list_pids():
             cmd = read_cmdline(p)
@@ -309,10 +426,7 @@ def select_pids(module, unit=None, pid=None, pidfile=None, cmdline_regex=None):
 
 def select_threads(pids, thread_regex=None):
     """[{'pid', 'tid', 'comm', 'process_comm', 'starttime'}] for the threads of `pids` (filtered by name)."""
-    try:
-        rx = re.compile(thread_regex) if thread_regex else None
-    except re.error as e:
-        raise SchedError('thread_regex %r is not a valid regular expression: %s' % (thread_regex, e), kind='invalid')
+    rx = compile_regex('thread_regex', thread_regex) if thread_regex else None
     out = []
     for pid in pids:
         pcomm = read_comm(pid)
@@ -426,12 +540,10 @@ def explain_eperm(pid, policy):
             except (IOError, OSError, ValueError):
                 runtime = None
         if rtfile is None or runtime == 0:
-            where = ('cpu.rt_runtime_us=0' if rtfile else
-                     'cpu.rt_runtime_us is 0 for every non-root group and cgroup v2 has no file to raise it')
+            where = 'cpu.rt_runtime_us=0' if rtfile else 'cgroup v2 has no file to raise it'
             return ('%s refused with EPERM for pid %d: kernel has CONFIG_RT_GROUP_SCHED=y and cgroup %s has no RT '
-                    'budget (%s); give the cgroup and its parents an RT budget (cgroup v1 cpu.rt_runtime_us), run the '
-                    'process in the root cgroup, or use a kernel built without CONFIG_RT_GROUP_SCHED'
-                    % (name, pid, cg, where))
+                    'budget (%s); give the cgroup and its parents one (cgroup v1 cpu.rt_runtime_us), use the root '
+                    'cgroup, or a kernel without CONFIG_RT_GROUP_SCHED' % (name, pid, cg, where))
     return ('%s refused with EPERM for pid %d: run the module as root (become: true) or grant CAP_SYS_NICE / '
             'RLIMIT_RTPRIO (LimitRTPRIO=) to the caller' % (name, pid))
 

@@ -38,6 +38,17 @@ description:
     runaway FIFO thread would freeze the machine) unless O(force=true), and are only given to processes on
     O(rt_allowlist). EPERM is reported in one line with its cause, for example a kernel with
     C(CONFIG_RT_GROUP_SCHED=y) where the process''s cgroup has no RT budget.'
+  - 'RT deny-list: logging (journald, syslog, rsyslog, syslog-ng, fluent-bit, fluentd, filebeat, promtail, ...),
+    backup (restic, borg, bacula, ...), monitoring (node and other exporters, prometheus, zabbix, telegraf, collectd,
+    netdata, DCGM, ...), remote access (sshd) and systemd itself (C(systemd), C(systemd-*), cron, dbus) never get a
+    real-time policy: a busy RT thread there starves what is needed to see and repair the host. Checked against the
+    unit name (before systemd is asked anything), and for every selected process against its name
+    (C(/proc/<pid>/comm)) and the unit(s) its cgroup belongs to. Case-insensitive shell globs, also tried without
+    the unit suffix. O(rt_denylist) adds entries; O(force=true) is the only way around it (with a warning).
+    The effective list is returned as RV(rt_denylist).'
+  - All parameters are checked before systemd or C(/proc) is asked anything, and a refused request changes
+    nothing. Changes are made first and recorded after they took effect - a change the kernel refuses (EINVAL for
+    CPUs outside the process''s cpuset, EPERM) is set back and leaves no originals record, journal line or drop-in.
   - The module never selects its own process or its ancestors (the Ansible/sudo/sshd chain), nor kernel threads
     (empty command line) for O(cmdline_regex).
 author:
@@ -46,7 +57,10 @@ options:
   unit:
     description:
       - systemd unit whose processes are selected - its C(MainPID) and every pid in its cgroup (C(ControlGroup), with
-        sub-cgroups). C(.service) is appended when the name has no unit suffix.
+        sub-cgroups). C(.service) is appended when the name has no unit suffix (C(.service), C(.scope), C(.slice),
+        C(.socket), C(.mount), ... - the unit types of systemd.unit(5)).
+      - Checked against systemd's unit-name syntax first - letters, digits and C(:_.@\-) only (no C(/), white space
+        or control characters), no C(..), at most 255 characters, no template without instance (C(name@.service)).
       - A unit that does not exist (C(LoadState=not-found)) is an error.
     type: str
   pid:
@@ -92,16 +106,26 @@ options:
     description:
       - Unit names and process names (C(/proc/<pid>/comm)) allowed to receive a real-time policy. Shell-style globs
         are allowed; V(vllm) also matches unit C(vllm.service).
+      - An entry that is on the RT deny-list (see O(rt_denylist)) is refused unless O(force=true).
       - Every selected process must match an entry (by the selecting unit's name or its own process name), otherwise
         the module refuses and changes nothing. O(force) does B(not) override a non-empty allowlist.
       - An empty list (the default) refuses every real-time request unless O(force=true).
     type: list
     elements: str
     default: []
+  rt_denylist:
+    description:
+      - Extra unit or process names (case-insensitive shell globs) that never receive a real-time policy, added to the
+        module's built-in deny-list (logging, backup, monitoring, sshd, systemd and C(systemd-*) units and processes;
+        see the description). The built-in entries cannot be removed; only O(force=true) overrides the list.
+    type: list
+    elements: str
+    default: []
   force:
     description:
-      - Allow real-time policies when O(rt_allowlist) is empty, and when C(kernel.sched_rt_runtime_us) is -1 (RT
-        throttling disabled). A warning is returned in both cases.
+      - Allow real-time policies when O(rt_allowlist) is empty, when C(kernel.sched_rt_runtime_us) is -1 (RT
+        throttling disabled), and for units and processes on the RT deny-list (O(rt_denylist)). A warning is returned
+        in each case.
     type: bool
     default: false
   state:
@@ -225,6 +249,12 @@ rt_runtime_us:
   returned: always
   type: int
   sample: 950000
+rt_denylist:
+  description: The effective RT deny-list - the built-in entries followed by O(rt_denylist).
+  returned: always
+  type: list
+  elements: str
+  sample: ['*journal*', '*syslog*', '*log*', 'fluent-bit*', '...', 'my-log-shipper*']
 restored:
   description: With O(state=absent), number of threads restored (or that would be).
   returned: when O(state=absent)
@@ -301,8 +331,22 @@ def systemctl(module, *args):
         raise knob.KnobError('systemctl %s failed (rc=%d): %s' % (' '.join(args), rc, (err or out).strip()), kind='io')
 
 
-def apply_threads(module, plan):
-    """plan: list of (row, want). Applies, reads back; on error rolls back what this run changed."""
+def set_back(done):
+    """Give each thread of `done` [(row, want)] its before values again; returns the tids that refused."""
+    failed = []
+    for row, want in done:
+        b = row['before']
+        try:
+            sched.set_thread(row['tid'], policy=b['policy'] if 'policy' in want else None,
+                             priority=b['priority'], cpus=b.get('cpus') if 'cpus' in want else None)
+        except OSError as e:
+            if e.errno != errno.ESRCH:
+                failed.append(row['tid'])
+    return failed
+
+
+def apply_threads(plan):
+    """plan: list of (row, want). Applies, reads back; on error sets back what this run changed and raises."""
     done = []
     try:
         for row, want in plan:
@@ -328,19 +372,32 @@ def apply_threads(module, plan):
                                      % (row['tid'], row['pid'], describe(row, after).split(': ', 1)[1],
                                         describe(row, dict(row['before'], **want)).split(': ', 1)[1]),
                                      kind='not_effective')
-    except knob.KnobError:
-        for row, want in done:
-            b = row['before']
-            try:
-                sched.set_thread(row['tid'], policy=b['policy'] if 'policy' in want else None,
-                                 priority=b['priority'], cpus=b.get('cpus') if 'cpus' in want else None)
-            except OSError:
-                pass
+    except knob.KnobError as e:
+        failed = set_back(done)
+        if failed:
+            e.details = dict(e.details, set_back_failed=failed)
         raise
 
 
+def write_dropin(module, unit, content, dropin_before, plan):
+    """Write the drop-in and reload systemd; on failure put the old drop-in back, set the threads back, raise."""
+    try:
+        persist.set_dropin(unit, DROPIN_NAME, content)
+        systemctl(module, 'daemon-reload')
+    except (knob.KnobError, IOError, OSError) as e:
+        try:
+            persist.set_dropin(unit, DROPIN_NAME, dropin_before)
+        except (knob.KnobError, IOError, OSError):
+            pass
+        set_back(plan)
+        if isinstance(e, knob.KnobError):
+            raise
+        raise knob.KnobError('cannot write %s: %s' % (persist.dropin_path(unit, DROPIN_NAME), e.strerror or e),
+                             kind='io')
+
+
 def record(p, key, rows, want, unit, dropin_before):
-    """Record first-seen originals of the threads about to change (merged into one record per selection)."""
+    """Record first-seen originals of the threads that changed (merged into one record per selection)."""
     old = statelib.get_original(KIND, key, p['state_dir'])
     orig = dict(old['original']) if old else {'threads': {}}
     threads = dict(orig.get('threads', {}))
@@ -376,26 +433,83 @@ def record(p, key, rows, want, unit, dropin_before):
     statelib.record_original(KIND, key, orig, MODULE, p['state_dir'], extra=extra)
 
 
-def present(module, result):
+def shown_selection(key):
+    """The selection key as it may appear in a message (user-given pidfile paths and regexes shown bounded)."""
+    kind, _sep, value = key.partition(':')
+    return key if kind in ('unit', 'pid') else '%s:%s' % (kind, knob.show(value))
+
+
+def refuse_or_warn(module, force, msg, details=None):
+    """A safety refusal: raised, or with force=true returned to the user as a warning."""
+    if not force:
+        raise knob.KnobError(msg + ' (force=true overrides)', kind='denied', details=details)
+    module.warn(knob.one_line('%s - overridden by force=true' % msg))
+
+
+def check_rt_denylist(module, v, pids=None):
+    """Refuse a real-time policy for a deny-listed unit (pids None) or deny-listed selected processes."""
+    if v['policy'] not in sched.RT_DENY_POLICIES:
+        return
+    if pids is None:
+        found = sched.rt_denied_subjects(v['denylist'], unit=v['unit'])
+    else:
+        found = sched.rt_denied_subjects(v['denylist'], pids=pids, checked_unit=v['unit'])
+    if found:
+        subject, entry = found[0]
+        more = ' and %d more' % (len(found) - 1) if len(found) > 1 else ''
+        refuse_or_warn(module, module.params['force'],
+                       'refusing SCHED_%s for %s%s: on the RT deny-list (%s) - logging, backup, monitoring, remote '
+                       'access and systemd services never run real-time' % (v['policy'].upper(), subject, more,
+                                                                            knob.show(entry, 40)),
+                       details={'rt_denied': [{'subject': s_, 'entry': e_} for s_, e_ in found]})
+
+
+def check_allowlist_entries(module, v):
+    if v['policy'] not in sched.RT_DENY_POLICIES:
+        return
+    for allowed in v['allowlist']:
+        entry = sched.rt_deny_match(allowed, v['denylist'])
+        if entry:
+            refuse_or_warn(module, module.params['force'],
+                           'rt_allowlist entry %s is on the RT deny-list (%s): logging, backup, monitoring, remote '
+                           'access and systemd services never run real-time; remove it'
+                           % (knob.show(allowed, 60), knob.show(entry, 40)))
+
+
+def validate(module):
+    """Every parameter, checked before systemd or /proc is asked anything: returns the normalised values."""
     p = module.params
-    unit = result.get('unit')
-    key = result['selection']
-    policy, cpus = p['policy'], p['cpus']
-    if policy is None and cpus is None:
+    v = {'unit': sched.normalize_unit(p['unit']) if p['unit'] is not None else None,
+         'policy': p['policy'], 'priority': None, 'cpus': None}
+    if p['pidfile'] is not None and not p['pidfile'].startswith('/'):
+        raise knob.KnobError('pidfile %s must be an absolute path' % knob.show(p['pidfile']), kind='invalid')
+    if p['cmdline_regex'] is not None and not p['cmdline_regex'].strip():
+        raise knob.KnobError('cmdline_regex is empty: it would select every process', kind='invalid')
+    for name in ('cmdline_regex', 'thread_regex'):
+        if p[name]:
+            sched.compile_regex(name, p[name])
+    v['allowlist'] = sched.validate_patterns('rt_allowlist', p['rt_allowlist'])
+    v['denylist'] = sched.effective_denylist(sched.validate_patterns('rt_denylist', p['rt_denylist']))
+    if p['state'] == 'absent':
+        return v
+    policy, unit = p['policy'], v['unit']
+    if policy is None and p['cpus'] is None:
         raise knob.KnobError('state=present needs policy and/or cpus', kind='invalid')
     if policy is None and p['priority'] is not None:
         raise knob.KnobError('priority needs a policy (fifo or rr)', kind='invalid')
-    priority = sched.validate_policy(policy, p['priority']) if policy else None
-    if cpus is not None:
-        wanted = cpulib.parse_cpulist(cpus, 'cpus')
+    if policy:
+        v['priority'] = sched.validate_policy(policy, p['priority'])
+    if p['cpus'] is not None:
+        wanted = cpulib.parse_cpulist(p['cpus'], 'cpus')
         if not wanted:
             raise knob.KnobError('cpus is empty', kind='invalid')
-        offline = sorted(set(wanted) - set(cpulib.online_cpus()))
+        online = cpulib.online_cpus()
+        offline = sorted(set(wanted) - set(online))
         if offline:
             raise knob.KnobError('cpus %s include CPUs that are not online: %s (online: %s)'
-                                 % (cpus, cpulib.format_cpulist(offline), cpulib.format_cpulist(cpulib.online_cpus())),
+                                 % (knob.show(p['cpus']), cpulib.format_cpulist(offline), cpulib.format_cpulist(online)),
                                  kind='invalid')
-        cpus = cpulib.format_cpulist(wanted)
+        v['cpus'] = cpulib.format_cpulist(wanted)
     if p['persist']:
         if not unit:
             raise knob.KnobError('persist=true needs unit (a systemd service)', kind='invalid')
@@ -406,46 +520,63 @@ def present(module, result):
             raise knob.KnobError('persist=true is not allowed with thread_regex: the systemd drop-in applies to every '
                                  'thread of the service (no per-thread setting exists); apply the thread selection '
                                  'at runtime only', kind='invalid')
+    check_rt_denylist(module, v)
+    check_allowlist_entries(module, v)
+    return v
+
+
+def check_rt(module, result, v, pids):
+    """Safety checks of a real-time request on the selected processes: deny-list, allowlist, RT throttling."""
+    p, key, unit, policy = module.params, result['selection'], v['unit'], v['policy']
+    check_rt_denylist(module, v, pids=pids)
+    if policy not in sched.RT_POLICIES:
+        return
+    allow = v['allowlist']
+    if not allow:
+        if not p['force']:
+            raise knob.KnobError('refusing SCHED_%s for %s: rt_allowlist is empty; list the unit or process name in '
+                                 'rt_allowlist (or pass force=true)' % (policy.upper(), shown_selection(key)),
+                                 kind='unsafe')
+        module.warn('SCHED_%s given to %s with an empty rt_allowlist (force=true)'
+                    % (policy.upper(), shown_selection(key)))
+    else:
+        denied = ['%d (%s)' % (pid, knob.show(sched.read_comm(pid) or '?', 40)) for pid in pids
+                  if not sched.allowed_rt([unit, sched.read_comm(pid)], allow)]
+        if unit and not pids and not sched.allowed_rt([unit], allow):
+            denied.append(unit)
+        if denied:
+            raise knob.KnobError('refusing SCHED_%s: not on rt_allowlist: %s' % (policy.upper(), ', '.join(denied)),
+                                 kind='unsafe')
+    if result['rt_runtime_us'] == -1:
+        if not p['force']:
+            raise knob.KnobError('refusing SCHED_%s: kernel.sched_rt_runtime_us is -1 (RT throttling disabled), so a '
+                                 'runaway real-time thread would freeze the machine; set it back to 950000 or pass '
+                                 'force=true' % policy.upper(), kind='unsafe')
+        module.warn('RT throttling is disabled (kernel.sched_rt_runtime_us=-1) and SCHED_%s was forced'
+                    % policy.upper())
+
+
+def present(module, result, v):
+    p = module.params
+    unit = v['unit']
+    key = result['selection']
+    policy, priority, cpus = v['policy'], v['priority'], v['cpus']
 
     pids, info = sched.select_pids(module, unit=unit, pid=p['pid'], pidfile=p['pidfile'],
                                    cmdline_regex=p['cmdline_regex'])
     result['pids'] = pids
     if not pids and not p['persist']:
         why = ' (unit is %s)' % info.get('ActiveState', '?') if info else ''
-        raise knob.KnobError('no process matched %s%s' % (key, why), kind='missing')
+        raise knob.KnobError('no process matched %s%s' % (shown_selection(key), why), kind='missing')
     if not pids:
         module.warn('%s has no running process: only the drop-in is written (it applies at the next start)' % unit)
 
     threads = sched.select_threads(pids, p['thread_regex'])
     if pids and not threads:
-        raise knob.KnobError('no thread of pid(s) %s has a name matching thread_regex %r'
-                             % (', '.join(str(x) for x in pids), p['thread_regex']), kind='missing')
-
-    if policy in sched.RT_POLICIES:
-        rt = result['rt_runtime_us']
-        if rt == -1:
-            if not p['force']:
-                raise knob.KnobError('refusing SCHED_%s: kernel.sched_rt_runtime_us is -1 (RT throttling disabled), so a '
-                                     'runaway real-time thread would freeze the machine; set it back to 950000 or pass '
-                                     'force=true' % policy.upper(), kind='unsafe')
-            module.warn('RT throttling is disabled (kernel.sched_rt_runtime_us=-1) and SCHED_%s was forced'
-                        % policy.upper())
-        allow = p['rt_allowlist']
-        if not allow:
-            if not p['force']:
-                raise knob.KnobError('refusing SCHED_%s for %s: rt_allowlist is empty; list the unit or process name in '
-                                     'rt_allowlist (or pass force=true)' % (policy.upper(), key), kind='unsafe')
-            module.warn('SCHED_%s given to %s with an empty rt_allowlist (force=true)' % (policy.upper(), key))
-        else:
-            denied = []
-            for pid in pids:
-                if not sched.allowed_rt([unit, sched.read_comm(pid)], allow):
-                    denied.append('%d (%s)' % (pid, sched.read_comm(pid)))
-            if unit and not pids and not sched.allowed_rt([unit], allow):
-                denied.append(unit)
-            if denied:
-                raise knob.KnobError('refusing SCHED_%s: not on rt_allowlist: %s' % (policy.upper(), ', '.join(denied)),
-                                     kind='unsafe')
+        raise knob.KnobError('no thread of pid(s) %s%s has a name matching thread_regex %s'
+                             % (', '.join(str(x) for x in pids[:10]), ' ...' if len(pids) > 10 else '',
+                                knob.show(p['thread_regex'])), kind='missing')
+    check_rt(module, result, v, pids)
 
     want = {}
     if policy:
@@ -472,21 +603,20 @@ def present(module, result):
     dropin_path = persist.dropin_path(unit, DROPIN_NAME) if unit else None
     dropin_before = persist.read_text(dropin_path) if unit else None
     dropin_changed, dropin_diff = False, None
+    content = dropin_content(policy, priority, cpus)
     if p['persist']:
-        dropin_changed, dropin_diff = persist.set_dropin(unit, DROPIN_NAME, dropin_content(policy, priority, cpus),
-                                                         check_mode=True)
+        dropin_changed, dropin_diff = persist.set_dropin(unit, DROPIN_NAME, content, check_mode=True)
 
     if not module.check_mode and (plan or dropin_changed):
-        record(p, key, rows, want, unit, dropin_before)
-        apply_threads(module, plan)
+        # change first, record after: a change the kernel (or systemd) refuses is set back and leaves no record
+        apply_threads(plan)
         if dropin_changed:
-            persist.set_dropin(unit, DROPIN_NAME, dropin_content(policy, priority, cpus))
-            systemctl(module, 'daemon-reload')
+            write_dropin(module, unit, content, dropin_before, plan)
+        record(p, key, rows, want, unit, dropin_before)
         entries = [{'setting': '%s:%s:tid:%d' % (KIND, key, r['tid']), 'pid': r['pid'], 'comm': r['comm'],
                     'before': r['before'], 'after': r['after']} for r in rows if r['changed']]
         if dropin_changed:
-            entries.append({'setting': 'dropin:%s' % dropin_path, 'before': dropin_before,
-                            'after': dropin_content(policy, priority, cpus)})
+            entries.append({'setting': 'dropin:%s' % dropin_path, 'before': dropin_before, 'after': content})
         statelib.journal(entries, MODULE, p['state_dir'], p['change_context'])
 
     return rows, dropin_path, dropin_changed, dropin_diff
@@ -556,7 +686,7 @@ def absent(module, result):
 
     if not module.check_mode:
         if plan:
-            apply_threads(module, plan)
+            apply_threads(plan)
         if dropin_changed:
             persist.set_dropin(unit, DROPIN_NAME, None)
             systemctl(module, 'daemon-reload')
@@ -574,14 +704,15 @@ def absent(module, result):
 
 def run(module):
     p = module.params
-    unit = sched.normalize_unit(p['unit']) if p['unit'] else None
+    v = validate(module)
+    unit = v['unit']
     result = {'changed': False, 'selection': None, 'pids': [], 'threads': [],
-              'rt_runtime_us': sched.rt_runtime_us()}
+              'rt_runtime_us': sched.rt_runtime_us(), 'rt_denylist': v['denylist']}
     if unit:
         result['unit'] = unit
     result['selection'] = selection_key(p, unit)
     if p['state'] == 'present':
-        rows, dropin_path, dropin_changed, dropin_diff = present(module, result)
+        rows, dropin_path, dropin_changed, dropin_diff = present(module, result, v)
     else:
         rows, dropin_path, dropin_changed, dropin_diff = absent(module, result)
     for r in rows:
@@ -611,6 +742,7 @@ def main():
             cpus=dict(type='str'),
             persist=dict(type='bool', default=False),
             rt_allowlist=dict(type='list', elements='str', default=[]),
+            rt_denylist=dict(type='list', elements='str', default=[]),
             force=dict(type='bool', default=False),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
             **statelib.STATE_ARGS

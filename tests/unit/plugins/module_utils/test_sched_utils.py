@@ -12,6 +12,14 @@ from ansible_collections.medai.llmhost.plugins.module_utils.cpus import (
     format_cpulist, normalize_cpulist, online_nodes, parse_cpulist)
 
 
+@pytest.fixture
+def host16(fake):
+    """A fake host with 16 possible/online CPUs: cpulists are bounded by the host's CPUs (never the real machine's)."""
+    fake.file('/sys/devices/system/cpu/possible', '0-15')
+    fake.file('/sys/devices/system/cpu/online', '0-15')
+    return fake
+
+
 @pytest.mark.parametrize('text,cpus', [
     ('0-3,8,10-11', [0, 1, 2, 3, 8, 10, 11]),
     ('0-3,8,10-11\n', [0, 1, 2, 3, 8, 10, 11]),
@@ -20,30 +28,31 @@ from ansible_collections.medai.llmhost.plugins.module_utils.cpus import (
     ('3 1 2', [1, 2, 3]),
     ('2,0-1,1', [0, 1, 2]),
 ])
-def test_parse_cpulist(text, cpus):
+def test_parse_cpulist(host16, text, cpus):
     assert parse_cpulist(text) == cpus
 
 
 @pytest.mark.parametrize('bad', ['a', '3-1', '-1', '1-', '0-3:2', '0-7:2/4', '(null)', 'N', '0-N', '1,,x'])
-def test_parse_cpulist_refuses(bad):
+def test_parse_cpulist_refuses(host16, bad):
     with pytest.raises(knob.KnobError) as e:
         parse_cpulist(bad, 'cpus')
     assert e.value.msg.startswith('invalid cpus')
 
 
-@pytest.mark.parametrize('bad,msg', [
-    ('3-1', "invalid cpus '3-1': range '3-1' is empty or negative"),
-    ('0,8 5-4', "invalid cpus '0,8 5-4': range '5-4' is empty or negative"),
-    ('0-7:2/4', "invalid cpus '0-7:2/4': expected a list like 0-3,8,10-11"),
-    ('1-x', "invalid cpus '1-x': expected a list like 0-3,8,10-11"),
+# the exact wording is cpus.py's: here only what every message must hold (parameter, value, one bounded line)
+@pytest.mark.parametrize('bad,shown', [
+    ('3-1', '3-1'),
+    ('0,8 5-4', '5-4'),
+    ('0-7:2/4', '0-7:2/4'),
+    ('1-x', '1-x'),
 ])
-def test_parse_cpulist_messages(bad, msg):
+def test_parse_cpulist_messages(host16, bad, shown):
     with pytest.raises(knob.KnobError) as e:
         parse_cpulist(bad, 'cpus')
-    assert e.value.msg == msg and e.value.kind == 'invalid'
+    assert e.value.msg.startswith('invalid cpus') and shown in e.value.msg and e.value.kind == 'invalid'
 
 
-def test_format_cpulist():
+def test_format_cpulist(host16):
     assert format_cpulist([11, 10, 8, 3, 2, 1, 0]) == '0-3,8,10-11'
     assert format_cpulist([]) == ''
     assert format_cpulist({4}) == '4'
@@ -87,8 +96,70 @@ def test_normalize_unit():
     assert sched.normalize_unit('vllm') == 'vllm.service'
     assert sched.normalize_unit('llm.slice') == 'llm.slice'
     assert sched.normalize_unit('getty@tty1.service') == 'getty@tty1.service'
-    with pytest.raises(knob.KnobError):
-        sched.normalize_unit('a b')
+    for bad in ('a b', 'a/b', '..', 'x' * 10240, 'vllm\n[Service]'):
+        with pytest.raises(knob.KnobError) as e:
+            sched.normalize_unit(bad)
+        assert len(e.value.msg) <= 300 and '\n' not in e.value.msg
+
+
+@pytest.mark.parametrize('name,entry', [
+    ('systemd-journald.service', '*journal*'), ('systemd-journal', '*journal*'), ('rsyslogd', '*syslog*'),
+    ('syslog-ng.service', '*syslog*'), ('fluent-bit', 'fluent-bit*'), ('td-agent-bit.service', 'td-agent*'),
+    ('restic.service', '*restic*'), ('borgbackup', '*backup*'), ('node_exporter', '*exporter*'),
+    ('prometheus-node-exporter.service', '*exporter*'), ('zabbix_agent2', 'zabbix*'), ('Telegraf', 'telegraf*'),
+    ('sshd', '*sshd*'), ('ssh.service', '*ssh'), ('openssh.service', '*ssh'), ('systemd', 'systemd'), ('systemd-resolved.service', 'systemd-*'),
+    ('cron.service', '*cron*'), ('dbus-daemon', '*dbus*'), ('nv-hostengine', 'nv-hostengine'),
+    ('vector.service', 'vector'),
+])
+def test_rt_deny_match_builtin(name, entry):
+    assert sched.rt_deny_match(name, sched.RT_DENYLIST) == entry
+
+
+@pytest.mark.parametrize('name', ['vllm.service', 'python3', 'EngineCore', 'llm-gateway.service', 'model-loader',
+                                  'vectordb.service', 'sshuttle', 'initrd-x', None, ''])
+def test_rt_deny_match_leaves_inference_alone(name):
+    assert sched.rt_deny_match(name, sched.RT_DENYLIST) is None
+
+
+def test_effective_denylist_adds_extras_once():
+    assert sched.effective_denylist(['mine*', '*journal*', 'mine*']) == list(sched.RT_DENYLIST) + ['mine*']
+    assert sched.effective_denylist(None) == list(sched.RT_DENYLIST)
+
+
+def test_process_units(fake):
+    fake.file('/proc/7/cgroup', '0::/user.slice/user-1000.slice/user@1000.service/app.slice/fluent-bit.service\n')
+    assert sched.process_units(7) == ['user@1000.service', 'fluent-bit.service']
+    assert sched.process_units(8) == []
+
+
+WATCHER = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'roles', 'scheduling', 'templates',
+                       'sched-threads.py.j2')
+
+
+def load_watcher(tmp_path, config):
+    """The scheduling role's thread watcher, rendered with `config` (Ansible's filters stood in for)."""
+    import importlib.util
+    import json
+    import jinja2
+    env = jinja2.Environment()
+    env.filters['comment'] = lambda s: '# ' + s
+    env.filters['to_json'] = json.dumps
+    with open(WATCHER) as f:
+        text = env.from_string(f.read()).render(__scheduling_watch_config=config, ansible_managed='test', ansible_facts={})
+    path = tmp_path / 'watcher.py'
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location('sched_watcher', str(path))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize('name', ['systemd-journald.service', 'rsyslogd', 'Telegraf', 'ssh.service', 'sshuttle',
+                                  'vllm.service', 'python3', 'EngineCore', 'mine-x', 'x.mine', 'vector', ''])
+def test_watcher_deny_rule_is_the_modules(tmp_path, name):
+    denylist = sched.effective_denylist(['mine-*', '*.MINE'])
+    watcher = load_watcher(tmp_path, {'interval': 2, 'force': False, 'units': [], 'rt_denylist': denylist})
+    assert watcher.rt_deny_match(name, watcher.CONFIG['rt_denylist']) == sched.rt_deny_match(name, denylist)
 
 
 def test_allowed_rt():
@@ -152,3 +223,48 @@ def test_normalize_path(given, path):
 
 def test_ancestors():
     assert cgroup2.ancestors('/sys/fs/cgroup/a/b/c') == ['/sys/fs/cgroup', '/sys/fs/cgroup/a', '/sys/fs/cgroup/a/b']
+
+
+class _WatcherOS(object):
+    """Stands in for the watcher's `os`: /proc task lists from a dict, scheduler calls recorded (never real)."""
+
+    def __init__(self, tasks):
+        self.tasks, self.calls = tasks, []
+
+    def listdir(self, path):
+        return [str(t) for t in self.tasks[int(path.split('/')[2])]]
+
+    def sched_getscheduler(self, tid):
+        return 0
+
+    def sched_getparam(self, tid):
+        class P(object):
+            sched_priority = 0
+        return P()
+
+    def sched_setscheduler(self, tid, policy, param):
+        self.calls.append(tid)
+
+    def sched_param(self, prio):
+        return prio
+
+
+@pytest.mark.parametrize('denylist,unit,applied', [
+    (sched.effective_denylist(), 'gw.service', [10]),      # pid 11 (rsyslogd) is skipped
+    (sched.effective_denylist(['gw*']), 'gw.service', []),  # the unit itself is deny-listed
+    (None, 'gw.service', []),                               # no list from chrt_priority: no RT at all
+])
+def test_watcher_skips_deny_listed_processes(tmp_path, monkeypatch, denylist, unit, applied):
+    unit_cfg = {'name': unit, 'policy': 'fifo', 'priority': 5, 'thread_regex': '.'}
+    watcher = load_watcher(tmp_path, {'interval': 2, 'force': False, 'units': [unit_cfg], 'rt_denylist': denylist})
+    files = {'/proc/10/comm': 'python3\n', '/proc/10/task/10/comm': 'EngineCore\n',
+             '/proc/11/comm': 'rsyslogd\n', '/proc/11/task/11/comm': 'rsyslogd\n',
+             '/proc/10/cgroup': '0::/system.slice/gw.service\n', '/proc/11/cgroup': '0::/system.slice/gw.service\n'}
+    fake_os = _WatcherOS({10: [10], 11: [11]})
+    monkeypatch.setattr(watcher, 'os', fake_os)
+    monkeypatch.setattr(watcher, 'read', files.get)
+    monkeypatch.setattr(watcher, 'control_group', lambda u: '/system.slice/gw.service')
+    monkeypatch.setattr(watcher, 'cgroup_pids', lambda cg: {10, 11})
+    monkeypatch.setattr(watcher, 'log', lambda *a, **kw: None)
+    watcher.apply(unit_cfg, watcher.re.compile('.'), True)
+    assert fake_os.calls == applied
