@@ -5,6 +5,7 @@
   scripts/lab.py save   --flavour bookworm [--force]     boot once, save the booted state (fast start)
   scripts/lab.py up NAME [--flavour F] [--forward 18000:8000] [--cold] [--append ARGS] [--json] [--reuse]
   scripts/lab.py wait NAME | ssh NAME [cmd...] | list | inventory [NAME...] | down NAME... | down --all
+  scripts/lab.py down --owner TAG | --owner-prefix RUN/ | --prefix NAMEPREFIX
   scripts/lab.py probe-kvm                               try KVM once, cache the verdict
   scripts/lab.py gc                                      remove images/saved states of old builder keys
 
@@ -382,8 +383,8 @@ def ensure_saved(img: Path, acc: str, cpu: str, append: str, force: bool = False
             argv = Argv(img, acc, cpu, append, root, data, vd, [])
             log(f"saving a booted state of {img.name} ({acc}, cpu {cpu}): cold boot first")
             pid, fwds = start_qemu(argv, vd)
-            (vd / "vm.json").write_text(json.dumps({"name": name, "pid": pid, "port": fwds[0][0],
-                                                    "mode": "save"}))
+            (vd / "vm.json").write_text(json.dumps({"name": name, "pid": pid, "port": fwds[0][0], "mode": "save",
+                                                    "owner": os.environ.get("MEDAI_LAB_OWNER", "")}))
             boot = wait_ssh(vd, fwds[0][0])
             log(f"cold boot to ssh: {boot:.1f} s; settling")
             # Let boot finish, then make the state small and the disk consistent.
@@ -566,6 +567,8 @@ def cmd_down(a) -> None:
         names = [n for n in all_vm_names() if n.startswith(a.prefix)]
     elif a.owner:
         names = [n for n in all_vm_names() if (vm_info(n) or {}).get("owner") == a.owner]
+    elif a.owner_prefix:
+        names = [n for n in all_vm_names() if ((vm_info(n) or {}).get("owner") or "").startswith(a.owner_prefix)]
     else:
         names = a.names
     for name in names:
@@ -710,6 +713,7 @@ def main(argv=None) -> None:
     s.add_argument("--all", action="store_true", help="every VM this tool started")
     s.add_argument("--prefix", help="every VM whose name starts with PREFIX")
     s.add_argument("--owner", help="every VM started with MEDAI_LAB_OWNER=OWNER (e.g. one test run)")
+    s.add_argument("--owner-prefix", help="every VM whose MEDAI_LAB_OWNER starts with PREFIX (e.g. one scripts/test.sh run)")
     s.add_argument("--missing-ok", action="store_true", help="no message for VMs that do not exist")
     s.set_defaults(fn=cmd_down)
     s = sub.add_parser("list", help="list VMs")
@@ -741,7 +745,9 @@ def main(argv=None) -> None:
     # a VM that `up`/`save` started is stopped again.
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
-    if a.cmd == "down" and not (a.all or a.names or a.prefix or a.owner):
+    if a.cmd == "down" and a.owner_prefix == "":
+        p.error("--owner-prefix wants a non-empty PREFIX (an empty one would match every owner)")
+    if a.cmd == "down" and not (a.all or a.names or a.prefix or a.owner or a.owner_prefix):
         a.names = [DEFAULT_NAME]
     try:
         a.fn(a)

@@ -4,11 +4,14 @@
 #   scripts/lab_molecule.sh                  # every scenario in molecule/SUITE
 #   scripts/lab_molecule.sh lab_smoke vllm   # these scenarios
 #   scripts/lab_molecule.sh -- converge -s lab_smoke   # any molecule command (VMs kept: no cleanup)
+#   scripts/lab_molecule.sh --images [SCENARIO...]     # only build/save the images these scenarios use
 #
 # - Builds/reuses the images and saved states the scenarios need first (visible progress, cached).
 # - Tags every VM with MEDAI_LAB_OWNER (inherited, or molecule-<pid>) and on exit, failure or
 #   Ctrl-C stops exactly those VMs (scripts/lab.py down --owner ...): no qemu process is left behind,
 #   and other people's lab VMs on the same machine are not touched.
+# - On SIGINT/SIGTERM: molecule (run in its own process group) gets SIGTERM at once, up to
+#   MEDAI_STOP_GRACE seconds (default 20) to stop, then SIGKILL; then the VMs are stopped as above.
 # - Exit status: non-zero if any scenario failed. Prints one timed line per scenario.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -27,7 +30,12 @@ if [ "${1:-}" = "--" ]; then
   exec molecule "$@"
 fi
 
+images_only=0
+if [ "${1:-}" = "--images" ]; then images_only=1; shift; fi
+
 export MEDAI_LAB_OWNER=${MEDAI_LAB_OWNER:-molecule-$$}
+STOP_GRACE=${MEDAI_STOP_GRACE:-20}
+CHILD_PGID=""   # the running molecule's process group (own group: see run_in_group)
 # shellcheck disable=SC2317  # invoked by the trap below
 cleanup() {
   local rc=$?
@@ -35,9 +43,36 @@ cleanup() {
   "${LAB[@]}" down --owner "$MEDAI_LAB_OWNER" --missing-ok || true
   exit "$rc"
 }
+# shellcheck disable=SC2317  # invoked by the traps below
+on_signal() {
+  trap '' INT TERM
+  echo "lab_molecule: SIG$1: stopping molecule, then the VMs of owner $MEDAI_LAB_OWNER" >&2
+  stop_group "$CHILD_PGID"
+  exit "$2"
+}
+# SIGTERM to a process group; SIGKILL to what is left after STOP_GRACE seconds.
+# shellcheck disable=SC2317  # invoked by on_signal
+stop_group() {
+  local pgid=$1 waited=0
+  [ -n "$pgid" ] || return 0
+  kill -TERM -- "-$pgid" 2>/dev/null || return 0
+  while kill -0 -- "-$pgid" 2>/dev/null && [ "$waited" -lt $((STOP_GRACE * 5)) ]; do
+    sleep 0.2; waited=$((waited + 1))
+  done
+  kill -KILL -- "-$pgid" 2>/dev/null || true
+}
+# Run a command in its own process group and wait for it; a signal to this script is handled at once
+# (bash runs traps only between foreground commands, but during `wait`).
+run_in_group() {
+  local rc=0
+  set -m; "$@" & CHILD_PGID=$!; set +m
+  wait "$CHILD_PGID" || rc=$?
+  CHILD_PGID=""
+  return "$rc"
+}
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'on_signal INT 130' INT
+trap 'on_signal TERM 143' TERM
 
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
@@ -56,14 +91,15 @@ done | sort -u)
 [ -n "$flavours" ] || flavours=bookworm
 for fl in $flavours; do
   t0=$SECONDS
-  "${LAB[@]}" save --flavour "$fl" >/dev/null
+  run_in_group "${LAB[@]}" save --flavour "$fl" >/dev/null
   echo "lab_molecule: image + saved state $fl ready ($((SECONDS - t0)) s)"
 done
+[ "$images_only" = 0 ] || exit 0
 
 failed=0
 for s in "${scenarios[@]}"; do
   t0=$SECONDS
-  if molecule test -s "$s"; then
+  if run_in_group molecule test -s "$s"; then
     echo "lab_molecule: scenario $s PASS ($((SECONDS - t0)) s)"
   else
     echo "lab_molecule: scenario $s FAIL ($((SECONDS - t0)) s)"

@@ -5,6 +5,9 @@
 #   scripts/test.sh --only unit,sanity   # just these stages
 #   scripts/test.sh --skip molecule      # all but these
 #   scripts/test.sh --no-setup ...       # do not run scripts/setup.sh first (it is ~0.2 s when up to date)
+#   scripts/test.sh --scenarios a,b      # molecule: these scenarios instead of molecule/SUITE (env: MEDAI_SUITE="a,b")
+#   scripts/test.sh --quick              # developers' fast path: unit lint docs + scenario lab_smoke (no sanity);
+#                                        #   same as --skip sanity --scenarios lab_smoke
 #
 # Stages (each timed; output also saved to tests/output/test-logs/<stage>.log):
 #   setup     scripts/setup.sh (always first unless --no-setup; on failure nothing else runs)
@@ -13,12 +16,20 @@
 #   lint      ansible-lint --profile production  (config: .ansible-lint)
 #   docs      antsibull-docs lint-collection-docs --plugin-docs . ; antsibull-changelog lint
 #   molecule  `molecule test -s <name>` for each scenario listed in molecule/SUITE (one per line,
-#             '#' comments allowed); SKIP with a message when the file is absent or empty.
+#             '#' comments allowed) or given by --scenarios; SKIP with a message when there is none.
+#             Lab images: right after setup, the images + saved states of the flavours these scenarios use
+#             are built in the background (scripts/lab_molecule.sh --images; log tests/output/test-logs/
+#             images.log) while unit/sanity/lint/docs run; the molecule stage waits for them and fails if
+#             the build failed. Cached images cost ~1 s. MEDAI_PREBUILD_IMAGES=0: build inside the stage.
 #
 # Ends with a table of stages (PASS/FAIL/SKIP, seconds) and a last line "N passed, N failed"
 # (counting stages; SKIP counts as neither);
 # exits non-zero if any stage failed. A summary is also written to tests/output/test-summary.tsv.
-# On SIGINT/SIGTERM only the running stage's own process group (started by this script) is signalled.
+# On SIGINT/SIGTERM the running stage's own process group and the image builds (started by this script) get
+# SIGTERM; after they end (at most MEDAI_STOP_GRACE + 15 s, default 35 s, then SIGKILL) every lab VM this run
+# started is stopped: all VMs are tagged MEDAI_LAB_OWNER=$MEDAI_LAB_RUN/<scenario|images> (MEDAI_LAB_RUN
+# defaults to test.sh-<pid>) and `scripts/lab.py down --owner-prefix $MEDAI_LAB_RUN/` ends the run (also
+# after a normal end). Other people's VMs are never touched. Then the summary, and a non-zero exit.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,7 +42,7 @@ usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' 
 
 csv_to_list() { tr ',' ' ' <<<"$1"; }
 
-only="" skip="" run_setup=1
+only="" skip="" run_setup=1 scenarios_opt=${MEDAI_SUITE:-} quick=0
 while [ $# -gt 0 ]; do
   case $1 in
     --only) [ $# -ge 2 ] || { usage >&2; exit 2; }; only="$only $(csv_to_list "$2")"; shift 2 ;;
@@ -39,10 +50,18 @@ while [ $# -gt 0 ]; do
     --skip) [ $# -ge 2 ] || { usage >&2; exit 2; }; skip="$skip $(csv_to_list "$2")"; shift 2 ;;
     --skip=*) skip="$skip $(csv_to_list "${1#--skip=}")"; shift ;;
     --no-setup) run_setup=0; shift ;;
+    --scenarios) [ $# -ge 2 ] || { usage >&2; exit 2; }; scenarios_opt=$2; shift 2 ;;
+    --scenarios=*) scenarios_opt=${1#--scenarios=}; shift ;;
+    --quick) quick=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "test.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
 done
+
+if [ "$quick" = 1 ]; then
+  skip="$skip sanity"
+  [ -n "$scenarios_opt" ] || scenarios_opt=lab_smoke
+fi
 
 is_stage() { local s; for s in "${ALL_STAGES[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
 for s in $only $skip; do
@@ -56,6 +75,25 @@ for s in "${ALL_STAGES[@]}"; do
   if in_list "$s" "$skip"; then continue; fi
   STAGES+=("$s")
 done
+
+# The molecule scenarios of this run: --scenarios / MEDAI_SUITE, else molecule/SUITE.
+SCENARIOS=()
+if [ -n "$scenarios_opt" ]; then
+  for s in $(csv_to_list "$scenarios_opt"); do
+    [ -f "molecule/$s/molecule.yml" ] || { echo "test.sh: unknown scenario '$s' (no molecule/$s/molecule.yml)" >&2; exit 2; }
+    SCENARIOS+=("$s")
+  done
+elif [ -f molecule/SUITE ]; then
+  while IFS= read -r line || [ -n "$line" ]; do
+    line=${line%%#*}; line=${line//[[:space:]]/}
+    [ -n "$line" ] && SCENARIOS+=("$line")
+  done <molecule/SUITE
+fi
+
+# Every lab VM this run starts is tagged MEDAI_LAB_OWNER=$MEDAI_LAB_RUN/<part>: the run stops exactly its own.
+export MEDAI_LAB_RUN=${MEDAI_LAB_RUN:-test.sh-$$}
+STOP_GRACE=${MEDAI_STOP_GRACE:-20}
+lab() { python3 "$ROOT/scripts/lab.py" "$@"; }
 
 # ------------------------------------------------------------------ environment for the tools
 activate_venv() {
@@ -98,23 +136,47 @@ stage_docs() {
 }
 
 # How one scenario runs: scripts/lab_molecule.sh stops exactly the VMs it started, even on failure.
-run_molecule_scenario() { bash "$ROOT/scripts/lab_molecule.sh" "$1"; }
+run_molecule_scenario() { MEDAI_LAB_OWNER=$MEDAI_LAB_RUN/$1 bash "$ROOT/scripts/lab_molecule.sh" "$1"; }
+
+# ------------------------------------------------------------------ lab images, built in the background
+IMAGES_PGID="" IMAGES_RC=$LOG_DIR/images.rc
+start_images() {
+  rm -f "$IMAGES_RC"
+  in_list molecule "${STAGES[*]}" && [ "${#SCENARIOS[@]}" -gt 0 ] && [ "${MEDAI_PREBUILD_IMAGES:-1}" = 1 ] || return 0
+  echo "test.sh: lab images for ${SCENARIOS[*]}: building/reusing in the background (log: ${LOG_DIR#"$ROOT"/}/images.log)"
+  set -m
+  ( t=$EPOCHREALTIME; rc=0
+    MEDAI_LAB_OWNER=$MEDAI_LAB_RUN/images bash "$ROOT/scripts/lab_molecule.sh" --images "${SCENARIOS[@]}" || rc=$?
+    echo "$rc $(elapsed "$t")" >"$IMAGES_RC" ) </dev/null >"$LOG_DIR/images.log" 2>&1 &
+  IMAGES_PGID=$!
+  set +m
+}
+
+# In the molecule stage: wait for the background image builds; non-zero (with the log's tail) if they failed.
+wait_images() {
+  [ -n "$IMAGES_PGID" ] || return 0
+  local t=$EPOCHREALTIME rc secs
+  echo "+ waiting for the lab images (log: ${LOG_DIR#"$ROOT"/}/images.log)"
+  while [ ! -s "$IMAGES_RC" ] && kill -0 -- "-$IMAGES_PGID" 2>/dev/null; do sleep 2; done
+  read -r rc secs <"$IMAGES_RC" 2>/dev/null || rc="none (the build ended without a status)"
+  if [ "$rc" != 0 ]; then
+    tail -n 40 "$LOG_DIR/images.log"
+    echo "lab image build FAILED: exit $rc (log: ${LOG_DIR#"$ROOT"/}/images.log)" | tee "$STAGE_NOTE"
+    return 1
+  fi
+  echo "lab images ready: built/checked in ${secs} s in the background, waited $(elapsed "$t") s"
+}
 
 # Scenarios run MOLECULE_JOBS at a time (default 2: TCG guests leave the 2 host cores partly idle while
 # Ansible and ssh round-trips run, so two VMs finish sooner than one after the other). Each scenario's
 # output goes to tests/output/test-logs/molecule-<name>.log and is printed when it ends.
 stage_molecule() {
-  local suite=$ROOT/molecule/SUITE scenarios=() line
-  if [ -f "$suite" ]; then
-    while IFS= read -r line || [ -n "$line" ]; do
-      line=${line%%#*}; line=${line//[[:space:]]/}
-      [ -n "$line" ] && scenarios+=("$line")
-    done <"$suite"
-  fi
+  local scenarios=("${SCENARIOS[@]}")
   if [ "${#scenarios[@]}" = 0 ]; then
     echo "molecule/SUITE absent or empty: no scenarios to run" | tee "$STAGE_NOTE"
     return "$SKIP_RC"
   fi
+  wait_images || return 1
   local jobs=${MOLECULE_JOBS:-2} s bad=() pids=() names=() i
   finish_one() {  # $1 = index into pids/names
     local rc=0
@@ -148,12 +210,36 @@ elapsed() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'
 
 declare -A STATUS SECS NOTE
 CURRENT_PID=""
+LAST_STAGE_PGID=""   # the process group of the running (or last) stage
 on_signal() {
   local sig=$1
-  echo "test.sh: received SIG$sig" >&2
-  # Only the stage this script started (its own process group, see `set -m` below).
-  if [ -n "$CURRENT_PID" ]; then kill -s "$sig" -- "-$CURRENT_PID" 2>/dev/null || true; fi
+  echo "test.sh: received SIG$sig: stopping the running stage, the image builds, then this run's lab VMs" >&2
   INTERRUPTED=1
+  # Only what this script started (own process groups, see `set -m`). SIGTERM even for SIGINT: jobs a
+  # non-interactive shell starts in the background (the molecule scenarios) ignore SIGINT.
+  if [ -n "$CURRENT_PID" ]; then kill -s TERM -- "-$CURRENT_PID" 2>/dev/null || true; fi
+  if [ -n "$IMAGES_PGID" ]; then kill -s TERM -- "-$IMAGES_PGID" 2>/dev/null || true; fi
+}
+
+# Wait up to $2 s for process group $1 to end, then SIGKILL what is left of it.
+reap_group() {
+  local pgid=$1 ticks=0
+  while kill -0 -- "-$pgid" 2>/dev/null && [ "$ticks" -lt $(($2 * 5)) ]; do sleep 0.2; ticks=$((ticks + 1)); done
+  if kill -0 -- "-$pgid" 2>/dev/null; then
+    echo "test.sh: process group $pgid still running after $2 s: SIGKILL" >&2
+    kill -s KILL -- "-$pgid" 2>/dev/null || true
+  fi
+}
+
+# After the stages (and after a signal): nothing this run started outlives it.
+stop_run() {
+  local pgid
+  if [ "$INTERRUPTED" = 1 ]; then
+    for pgid in $LAST_STAGE_PGID $IMAGES_PGID; do reap_group "$pgid" $((STOP_GRACE + 15)); done
+  elif [ -n "$IMAGES_PGID" ] && kill -0 -- "-$IMAGES_PGID" 2>/dev/null; then
+    kill -s TERM -- "-$IMAGES_PGID" 2>/dev/null; reap_group "$IMAGES_PGID" $((STOP_GRACE + 15))
+  fi
+  lab down --owner-prefix "$MEDAI_LAB_RUN/" --missing-ok || echo "test.sh: lab.py down --owner-prefix $MEDAI_LAB_RUN/ failed" >&2
 }
 INTERRUPTED=0
 trap 'on_signal INT' INT
@@ -177,6 +263,7 @@ run_stage() {
     exit "${PIPESTATUS[0]}"
   ) &
   CURRENT_PID=$!
+  LAST_STAGE_PGID=$CURRENT_PID
   set +m
   while :; do
     wait "$CURRENT_PID"; rc=$?
@@ -203,6 +290,7 @@ if [ "$run_setup" = 1 ]; then
 fi
 if [ "$setup_ok" = 1 ] && [ -x "$ROOT/.venv/bin/python" ]; then
   activate_venv
+  [ "$INTERRUPTED" = 1 ] || start_images
 else
   setup_ok=0
 fi
@@ -218,6 +306,8 @@ for s in "${ALL_STAGES[@]}"; do
   in_list "$s" "${STAGES[*]}" && continue
   STATUS[$s]=SKIP; SECS[$s]=0.0; NOTE[$s]="not selected"
 done
+
+stop_run
 
 # ------------------------------------------------------------------ summary
 passed=0 failed=0
