@@ -18,6 +18,7 @@ import re
 
 from ansible_collections.medai.llmhost.plugins.module_utils import knob
 from ansible_collections.medai.llmhost.plugins.module_utils import cpus as cpulib
+from ansible_collections.medai.llmhost.plugins.module_utils import sched
 
 ROOT = '/sys/fs/cgroup'
 PARTITION_VALUES = ('member', 'root', 'isolated')
@@ -56,20 +57,42 @@ def require_v2():
     return ctrls
 
 
+# unit cgroups: systemd owns them, and cgroup v2's no-internal-processes rule forbids children with
+# controllers below a cgroup that has processes of its own
+UNIT_CGROUP_SUFFIXES = ('.service', '.scope', '.socket', '.mount', '.swap')
+_CGROUP_NAME_RE = re.compile(r'^[A-Za-z0-9_.:@\\-]{1,255}\Z')
+
+
 def normalize_path(path):
-    """'llm/engine', '/llm/engine' or '/sys/fs/cgroup/llm/engine' -> '/sys/fs/cgroup/llm/engine'."""
+    """'llm/engine', '/llm/engine' or '/sys/fs/cgroup/llm/engine' -> '/sys/fs/cgroup/llm/engine'.
+
+    Refused (CgroupError, kind invalid, one line): the root cgroup, empty components ('a//b', 'a//'),
+    '.' and '..', characters outside [A-Za-z0-9_.:@\\-], interface file names (cgroup.*, cpuset.*), and
+    anything inside systemd's unit cgroups (a *.service, *.scope, *.socket, *.mount or *.swap component,
+    which includes init.scope): use slice mode there."""
     if not path or not isinstance(path, str):
         raise CgroupError('path must be a cgroup path under %s' % ROOT, kind='invalid')
     p = path
     if p == ROOT or p.startswith(ROOT + '/'):
         p = p[len(ROOT):]
-    parts = [x for x in p.split('/') if x]
-    if not parts:
-        raise CgroupError('path %s is the root cgroup: refused (use a child cgroup)' % path, kind='invalid')
-    if any(x in ('.', '..') for x in parts):
-        raise CgroupError('path %s contains "." or "..": refused' % path, kind='invalid')
-    if any(x.startswith('cgroup.') or x.startswith('cpuset.') for x in parts):
-        raise CgroupError('path %s names a cgroup interface file, not a cgroup directory' % path, kind='invalid')
+    if p.endswith('/'):
+        p = p[:-1]   # one trailing slash, as in 'llm/engine/'
+    parts = p[1:].split('/') if p.startswith('/') else p.split('/')
+    if parts == ['']:
+        raise CgroupError('path %s is the root cgroup: refused (use a child cgroup)' % knob.show(path), kind='invalid')
+    for part in parts:
+        if part in ('', '.', '..'):
+            raise CgroupError('path %s has an empty, "." or ".." component: refused' % knob.show(path), kind='invalid')
+        if not _CGROUP_NAME_RE.match(part):
+            raise CgroupError('path %s: component %s is not a cgroup name (letters, digits, "_.:@-\\", at most 255)'
+                              % (knob.show(path), knob.show(part, 40)), kind='invalid')
+        if part.startswith('cgroup.') or part.startswith('cpuset.'):
+            raise CgroupError('path %s names a cgroup interface file, not a cgroup directory' % knob.show(path),
+                              kind='invalid')
+        if part.endswith(UNIT_CGROUP_SUFFIXES):
+            raise CgroupError('path %s is inside the unit cgroup %s, which systemd owns (and cgroup v2 allows no '
+                              'cpuset children beside its processes): use slice and units instead'
+                              % (knob.show(path), knob.show(part, 40)), kind='invalid')
     return ROOT + '/' + '/'.join(parts)
 
 
@@ -78,15 +101,17 @@ def relative(cg):
     return cg[len(ROOT):] or '/'
 
 
-_SLICE_RE = re.compile(r'^[A-Za-z0-9:_.\\]+(-[A-Za-z0-9:_.\\]+)*\.slice$')
+_SLICE_RE = re.compile(r'^[A-Za-z0-9:_.\\]+(-[A-Za-z0-9:_.\\]+)*\.slice\Z')
 
 
 def slice_cgroup(slice_name):
     """systemd maps '-' in a slice name to nesting: 'llm-inference.slice' ->
     '/sys/fs/cgroup/llm.slice/llm-inference.slice'."""
-    if slice_name == '-.slice' or not _SLICE_RE.match(slice_name or ''):
-        raise CgroupError('invalid slice name %r: expected a name like llminference.slice (letters, digits, ":_.\\", '
-                          '"-" separating nesting levels, ending in .slice)' % slice_name, kind='invalid')
+    if not isinstance(slice_name, str) or len(slice_name) > 255 or slice_name == '-.slice' \
+            or not _SLICE_RE.match(slice_name):
+        raise CgroupError('invalid slice %s: expected a systemd slice name like llminference.slice (letters, digits, '
+                          '":_.\\", "-" separating nesting levels, no "/", ending in .slice)' % knob.show(slice_name),
+                          kind='invalid')
     base = slice_name[:-len('.slice')]
     parts = base.split('-')
     levels = ['-'.join(parts[:i + 1]) + '.slice' for i in range(len(parts))]
@@ -154,16 +179,17 @@ def enable_cpuset(cg):
 
 
 def create(cg):
-    """Create cg and any missing ancestors, enabling +cpuset on the way. Returns the created cgroups (top-down)."""
-    created = []
+    """Create cg and any missing ancestors, enabling +cpuset on the way. Returns (created cgroups,
+    cgroups whose subtree_control got +cpuset), both in the order done (top-down)."""
+    created, enabled = [], []
     for level in ancestors(cg)[1:] + [cg]:
         if exists(level):
             continue
-        enable_cpuset(level)
+        enabled += enable_cpuset(level)
         mkdir(knob.host_path(level))
         created.append(level)
-    enable_cpuset(cg)
-    return created
+    enabled += enable_cpuset(cg)
+    return created, enabled
 
 
 def parse_partition(text):
@@ -238,3 +264,75 @@ def move_pid(cg, pid):
         write(cg, 'cgroup.procs', str(pid))
     except knob.KnobError as e:
         raise CgroupError('moving pid %d into %s failed: %s' % (pid, cg, e.msg), kind=e.kind)
+
+
+# ---------------------------------------------------------------- per-node kernel threads
+# Creating or dissolving a partition makes the kernel set the affinity of every task left in the root
+# cgroup that is not a per-CPU kthread (update_tasks_cpumask(&top_cpuset), since 5.19/6.0; 6.1 and
+# 6.12 alike): kswapdN and kcompactdN lose their node's CPUs (lab, 6.1: kswapd1 2-3 -> 0-1 on
+# creating a 2-3 partition, then 0-3 on dissolving it).
+
+NODE_KTHREAD_RE = re.compile(r'^(kswapd|kcompactd)([0-9]+)\Z')
+
+
+def node_kthreads():
+    """{pid: (comm, node, cpus)} of the per-node kernel threads kswapdN and kcompactdN."""
+    out = {}
+    for pid in sched.list_pids():
+        match = NODE_KTHREAD_RE.match(sched.read_comm(pid) or '')
+        if not match:
+            continue
+        try:
+            out[pid] = (match.group(0), int(match.group(2)), sched.SYS.getaffinity(pid))
+        except OSError:
+            continue
+    return out
+
+
+def node_cpus(node):
+    text = read_opt('/sys/devices/system/node/node%d' % node, 'cpulist')
+    return set(cpulib.parse_cpulist(text or '', 'node cpulist', bound=cpulib.MAX_CPUS))
+
+
+def root_effective_cpus():
+    return set(cpulib.parse_cpulist(read_opt(ROOT, 'cpuset.cpus.effective') or '', 'root cpus', bound=cpulib.MAX_CPUS))
+
+
+def _set_affinity(pid, cpus):
+    """(before, error): sets pid's affinity unless it already is `cpus`."""
+    try:
+        now = sched.SYS.getaffinity(pid)
+        if now != cpus:
+            sched.SYS.setaffinity(pid, cpus)
+        return now, None
+    except OSError as e:
+        return None, e.strerror or str(e)
+
+
+def reaffine_node_kthreads(before, root_before):
+    """After a partition change, put each kthread of `before` (node_kthreads() taken before it) that
+    was on its node's CPUs back on them (those the root cgroup still has). A thread on other CPUs
+    (an operator's choice) is left alone; a node whose CPUs are all partitioned keeps the kernel's
+    placement. Returns ([(comm, before, after)] changed, [(comm, error)] failed)."""
+    root_after = root_effective_cpus()
+    done, failed = [], []
+    for pid, (comm, node, was) in sorted(before.items()):
+        ncpus = node_cpus(node)
+        here = ncpus & root_before
+        # on the node, on its part outside partitions, or - node all partitioned - where the kernel put it
+        if not ncpus or was not in (ncpus, here, root_before if not here else None):
+            continue
+        target = ncpus & root_after
+        if not target:
+            continue
+        now, err = _set_affinity(pid, target)
+        if err:
+            failed.append((comm, err))
+        elif now != target:
+            done.append((comm, now, target))
+    return done, failed
+
+
+def restore_affinities(before):
+    """Set each thread of `before` back to the affinity it had (set-back after a failed change)."""
+    return [comm for pid, (comm, _node, was) in sorted(before.items()) if _set_affinity(pid, was)[1]]

@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
 
 from ansible_collections.medai.llmhost.plugins.module_utils import facts
 from ansible_collections.medai.llmhost.plugins.module_utils import knob
@@ -23,33 +24,59 @@ CPU_ISOLATED = '/sys/devices/system/cpu/isolated'
 NODE_ONLINE = '/sys/devices/system/node/online'
 
 
-def parse_cpulist(text, what='cpulist'):
-    """'0-3,8,10-11' -> [0, 1, 2, 3, 8, 10, 11]; '' -> []. Raises KnobError on bad syntax.
+CPU_POSSIBLE = '/sys/devices/system/cpu/possible'
+NODE_POSSIBLE = '/sys/devices/system/node/possible'
+# hard caps when the host does not say: the kernel's largest NR_CPUS and MAX_NUMNODES (NODES_SHIFT 10)
+MAX_CPUS = facts.MAX_CPUS
+MAX_NODES = 1024
 
-    Also accepts white space as a separator (systemd style); the ``a-b:used/size`` stride form,
-    ``N`` and ``(null)``, which facts.parse_cpulist also reads, are refused (rarely used; spell the
-    CPUs out)."""
+
+def parse_cpulist(text, what='cpulist', bound=None):
+    """'0-3,8,10-11' -> [0, 1, 2, 3, 8, 10, 11]; '' -> []. Raises KnobError (one bounded line naming
+    `what` and the value) on bad syntax or a number at or above `bound`.
+
+    `bound` (exclusive) defaults to this host's possible CPUs (:func:`cpu_bound`, else 8192); every number is
+    checked against it before a range is expanded ('0-4294967295' fails at once). White space is
+    accepted as a separator (systemd style); the ``a-b:used/size`` stride form, ``N`` and ``(null)``,
+    which facts.parse_cpulist also reads, are refused (rarely used; spell the CPUs out)."""
     if text is None:
         return []
-    text = str(text).strip()
-    out = set()
-    if not text:
+    text = str(text)
+    parts = [x for x in re.split(r'[\s,]+', text.strip()) if x]
+    if not parts:
         return []
-    for part in text.replace(' ', ',').replace('\t', ',').replace('\n', ',').split(','):
-        part = part.strip()
-        if not part:
-            continue
-        lo, sep, hi = part.partition('-')
-        try:
-            if ':' in part or part == '(null)':
-                raise ValueError('refused here: %s' % part)
-            out.update(facts.parse_cpulist(part))
-        except ValueError:
-            # two plain numbers can only fail as a descending range
-            if sep and lo.strip().isdecimal() and hi.strip().isdecimal():
-                raise knob.KnobError('invalid %s %r: range %r is empty or negative' % (what, text, part), kind='invalid')
-            raise knob.KnobError('invalid %s %r: expected a list like 0-3,8,10-11' % (what, text), kind='invalid')
-    return sorted(out)
+    if any(':' in x or x in ('N', '(null)') for x in parts):
+        raise knob.KnobError('invalid %s %s: expected a list like 0-3,8,10-11 (no stride, N or (null))'
+                             % (what, knob.show(text)), kind='invalid')
+    if bound is None:
+        bound = cpu_bound()
+    try:
+        return facts.parse_cpulist(','.join(parts), bound=bound)
+    except facts.CpulistError as e:
+        raise knob.KnobError('invalid %s %s: %s' % (what, knob.show(text), e.reason), kind='invalid')
+
+
+def parse_nodelist(text, what='mems'):
+    """A NUMA node list ('0-1'), bounded by this host's possible nodes (:func:`node_bound`)."""
+    return parse_cpulist(text, what, bound=node_bound())
+
+
+def _bound(possible, cap):
+    """One more than the highest number in the host's `possible` list; `cap` when it cannot be read.
+    (Not the online list: an offline CPU gets the clearer 'not online' message from the caller.)"""
+    try:
+        nums = facts.parse_cpulist(knob.read_raw(possible), bound=cap)
+    except (knob.KnobError, ValueError):
+        return cap
+    return nums[-1] + 1 if nums else cap
+
+
+def cpu_bound():
+    return _bound(CPU_POSSIBLE, MAX_CPUS)
+
+
+def node_bound():
+    return _bound(NODE_POSSIBLE, MAX_NODES)
 
 
 def format_cpulist(cpus):
@@ -57,13 +84,13 @@ def format_cpulist(cpus):
     return facts.format_cpulist(cpus)
 
 
-def normalize_cpulist(text, what='cpulist'):
-    return format_cpulist(parse_cpulist(text, what))
+def normalize_cpulist(text, what='cpulist', bound=None):
+    return format_cpulist(parse_cpulist(text, what, bound))
 
 
 def _read_list(path):
     try:
-        return parse_cpulist(knob.read_raw(path))
+        return parse_cpulist(knob.read_raw(path), path, bound=MAX_CPUS)
     except knob.KnobError as e:
         if e.kind == 'missing':
             return None

@@ -139,49 +139,74 @@ def _natural_key(name):
 
 # ---------------------------------------------------------------- CPU lists and masks
 
-def parse_cpulist(text, nr_cpus=None):
+# The kernel's largest NR_CPUS (CONFIG_NR_CPUS with MAXSMP): no CPU or node number reaches it.
+MAX_CPUS = 8192
+_CPU_NUMBER_RE = re.compile(r'^[0-9]+\Z')
+
+
+class CpulistError(ValueError):
+    """A cpulist that cannot be parsed: ``reason`` names the offending part, str() adds the list (shown
+    with knob.show: quoted, escaped, cut)."""
+
+    def __init__(self, text, reason):
+        super(CpulistError, self).__init__('%s in cpulist %s' % (reason, knob.show(text)))
+        self.reason = reason
+
+
+def parse_cpulist(text, nr_cpus=None, bound=None):
     """Expand a kernel CPU list into a sorted list of unique ints.
 
     Accepts what the kernel prints and what it parses on the command line:
     ``'0-3,8,10-11'`` -> ``[0, 1, 2, 3, 8, 10, 11]``; ``''``, ``None`` and ``'(null)'`` -> ``[]``;
     stride groups ``'0-7:2/4'`` (first 2 CPUs of every group of 4) -> ``[0, 1, 4, 5]``;
-    ``'N'`` (the last CPU) when ``nr_cpus`` is given. Raises ValueError on anything else.
+    ``'N'`` (the last CPU) when ``nr_cpus`` is given. Raises ValueError (one bounded line) on anything else.
+
+    Every number is checked against ``bound`` (exclusive; default ``nr_cpus``, else :data:`MAX_CPUS`)
+    before any range is expanded, so ``'0-4294967295'`` fails at once instead of allocating.
     """
     if text is None:
         return []
     text = str(text).strip()
     if text in ('', '(null)'):
         return []
+    if bound is None:
+        bound = nr_cpus if nr_cpus is not None else MAX_CPUS
     cpus = set()
 
     def _num(tok):
         tok = tok.strip()
         if tok == 'N':
             if nr_cpus is None:
-                raise ValueError("cpulist %r uses 'N' but the number of CPUs is unknown" % text)
+                raise CpulistError(text, "'N' is used but the number of CPUs is unknown")
             return nr_cpus - 1
-        if not tok.isdigit():
-            raise ValueError('invalid CPU number %r in cpulist %r' % (tok, text))
+        if not _CPU_NUMBER_RE.match(tok):
+            raise CpulistError(text, 'invalid number %s' % knob.show(tok, 20))
+        if len(tok) > len(str(bound)) or int(tok) >= bound:
+            raise CpulistError(text, 'number %s is out of range: at most %d' % (knob.show(tok, 20), bound - 1))
         return int(tok)
 
+    # every number is checked first: nothing is expanded before the whole list is within bounds
+    parts = []
     for part in text.split(','):
         part = part.strip()
         if not part:
-            raise ValueError('empty element in cpulist %r' % text)
+            raise CpulistError(text, 'empty element')
         used, group = None, None
         if ':' in part:
             part, stride = part.split(':', 1)
             if '/' not in stride:
-                raise ValueError('invalid group %r in cpulist %r (expected used/size)' % (stride, text))
+                raise CpulistError(text, 'invalid group %s (expected used/size)' % knob.show(stride, 20))
             used, group = (_num(x) for x in stride.split('/', 1))
             if used < 1 or group < 1 or used > group:
-                raise ValueError('invalid group %s/%s in cpulist %r' % (used, group, text))
+                raise CpulistError(text, 'invalid group %s/%s' % (used, group))
         if '-' in part:
             lo, hi = (_num(x) for x in part.split('-', 1))
         else:
             lo = hi = _num(part)
         if lo > hi:
-            raise ValueError('descending range %d-%d in cpulist %r' % (lo, hi, text))
+            raise CpulistError(text, 'descending range %d-%d' % (lo, hi))
+        parts.append((lo, hi, used, group))
+    for lo, hi, used, group in parts:
         for cpu in range(lo, hi + 1):
             if group is None or (cpu - lo) % group < used:
                 cpus.add(cpu)

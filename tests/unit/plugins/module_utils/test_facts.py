@@ -2,6 +2,7 @@
 from __future__ import absolute_import, division, print_function
 
 import os
+import time
 
 import pytest
 
@@ -650,3 +651,30 @@ def test_gather_empty_tree_never_fails(fake):
     assert f['gpus'] == [] and f['block'] == [] and f['swap']['active'] is False
     assert f['kernel']['release'] == '6.1.0-28-amd64'
     assert f['sched']['tunables_location'] == 'unavailable'
+
+
+# -- bounds before expansion (issue 14): numbers are checked before any range is expanded
+
+@pytest.mark.parametrize('text', ['0-4294967295', '4294967295', '0-' + '9' * 5000, '0-8192', '1-3,0-99999:1/2'])
+def test_parse_cpulist_bound_checked_before_expanding(text):
+    start = time.time()
+    with pytest.raises(ValueError) as e:
+        facts.parse_cpulist(text)
+    assert time.time() - start < 0.5
+    msg = str(e.value)
+    assert 'is out of range: at most 8191' in msg and '\n' not in msg and len(msg) <= 300
+
+
+def test_parse_cpulist_bound_from_caller_and_nr_cpus():
+    assert facts.parse_cpulist('0-8191')[-1] == 8191
+    with pytest.raises(ValueError, match=r"^number '4' is out of range: at most 3 in cpulist '0-4'$"):
+        facts.parse_cpulist('0-4', bound=4)
+    with pytest.raises(ValueError, match='at most 7'):
+        facts.parse_cpulist('8', nr_cpus=8)
+
+
+def test_parse_cpulist_message_bounded_and_escaped():
+    with pytest.raises(ValueError) as e:
+        facts.parse_cpulist('1,x\n' + 'y' * 10000)
+    msg = str(e.value)
+    assert '\n' not in msg and '\\n' in msg and len(msg) <= 300 and '(10004 chars)' in msg
