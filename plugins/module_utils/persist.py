@@ -37,19 +37,19 @@ SYSTEMD_DIR = '/etc/systemd/system'
 # validates, before its first write (check mode included).
 
 # sysctl.d key: a sysctl name (dots or slashes), no glob, no leading '-' (that means "ignore errors")
-_SYSCTL_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.:@+/-]*$')
+_SYSCTL_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.:@+/-]*\Z')
 # tmpfiles.d `w` path: absolute, no white space, quote, backslash, specifier (%) or glob
-_TMPFILES_PATH_RE = re.compile(r'^/[A-Za-z0-9_.:@+,=/-]*$')
-# udev KERNEL=="..." match: a kernel block-device name or a glob on such names
-UDEV_KERNEL_GLOB_RE = re.compile(r'^[A-Za-z0-9_.:*?!\[\]-]+$')
+_TMPFILES_PATH_RE = re.compile(r'^/[A-Za-z0-9_.:@+,=/-]*\Z')
+# udev KERNEL=="..." match: a kernel block-device name or a glob on such names (names have at most 32 chars)
+UDEV_KERNEL_GLOB_RE = re.compile(r'^[A-Za-z0-9_.:*?!\[\]-]{1,128}\Z')
 # udev ATTR{...}="..." value and ATTR{...} attribute names
-_UDEV_VALUE_RE = re.compile(r'^[A-Za-z0-9_.:+-]*$')
-_UDEV_ATTR_RE = re.compile(r'^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*$')
+_UDEV_VALUE_RE = re.compile(r'^[A-Za-z0-9_.:+-]*\Z')
+_UDEV_ATTR_RE = re.compile(r'^[A-Za-z0-9_]+(/[A-Za-z0-9_]+)*\Z')
 # kernel command-line parameter in the (shell-sourced) grub drop-in
-_CMDLINE_KEY_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*$')
-_CMDLINE_VALUE_RE = re.compile(r'^[A-Za-z0-9_.,:+=/@-]*$')
+_CMDLINE_KEY_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z')
+_CMDLINE_VALUE_RE = re.compile(r'^[A-Za-z0-9_.,:+=/@-]*\Z')
 # systemd unit and drop-in names (systemd.unit(5): ASCII letters, digits, ':', '-', '_', '.', '\\', '@')
-_UNIT_NAME_RE = re.compile(r'^[A-Za-z0-9:_.\\@-]+$')
+_UNIT_NAME_RE = re.compile(r'^[A-Za-z0-9:_.\\@-]+\Z')
 
 
 def _refuse(what, value, why):
@@ -71,7 +71,7 @@ def check_value(what, value, allow_empty=False):
 def check_udev_glob(what, glob):
     """A KERNEL=="..." match: only what a kernel block-device name and a glob on it can be."""
     if not isinstance(glob, str) or not UDEV_KERNEL_GLOB_RE.match(glob):
-        _refuse(what, glob, 'a udev KERNEL match may only hold letters, digits and _ . : - * ? ! [ ]')
+        _refuse(what, glob, 'a udev KERNEL match may only hold letters, digits and _ . : - * ? ! [ ] (1 to 128)')
     return glob
 
 

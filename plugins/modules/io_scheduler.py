@@ -260,13 +260,13 @@ ATTRS = ('scheduler', 'nr_requests', 'read_ahead_kb')   # order of writes and of
 LEGACY = {'noop': 'none', 'deadline': 'mq-deadline'}
 SCHED_MODULES = {'kyber': 'kyber-iosched', 'bfq': 'bfq', 'mq-deadline': 'mq-deadline'}
 VIRTUAL_PREFIXES = ('loop', 'ram', 'zram', 'dm-', 'md', 'nbd', 'sr', 'fd')
-SCHED_RE = re.compile(r'^[A-Za-z0-9_-]+$')
+SCHED_RE = re.compile(r'^[A-Za-z0-9_-]{1,32}\Z')
 RANGES = {'nr_requests': (1, 100000), 'read_ahead_kb': (0, 1048576)}
 
 
-# a kernel block-device name (cciss!c0d0 has a '!'), and a /dev/disk/by-* link (udev escapes as \x20)
-NAME_RE = re.compile(r'^[A-Za-z0-9_.:!-]+$')
-BY_LINK_RE = re.compile(r'^/dev/disk/by-[a-z-]+/[A-Za-z0-9_.:!+@=,\\-]+$')
+# a kernel block-device name (at most 32 chars, DISK_NAME_LEN; cciss!c0d0 has a '!'), and a /dev/disk/by-* link (udev escapes as \x20)
+NAME_RE = re.compile(r'^[A-Za-z0-9_.:!-]{1,32}\Z')
+BY_LINK_RE = re.compile(r'^/dev/disk/by-[a-z-]+/[A-Za-z0-9_.:!+@=,\\-]+\Z')
 
 
 def fail(msg, details=None):
@@ -275,12 +275,15 @@ def fail(msg, details=None):
 
 def check_name(given, name):
     if not NAME_RE.match(name) or name in ('.', '..'):
-        fail('device %s is not a kernel block device name (letters, digits and _ . : ! - only)' % knob.show(given))
+        fail('device %s is not a kernel block device name (letters, digits and _ . : ! -, at most 32)'
+             % knob.show(given))
     return name
 
 
 def kernel_name(dev):
     """nvme0n1 | /dev/nvme0n1 | /dev/disk/by-id/... -> kernel name (checked: it goes into the udev rule)."""
+    if knob.has_control_char(dev):
+        fail('device %s contains a newline or another control character' % knob.show(dev))
     dev = dev.strip()
     if not dev.startswith('/'):
         return check_name(dev, dev)
@@ -377,7 +380,7 @@ class IoScheduler(object):
             return None
         s = s.strip()
         if not SCHED_RE.match(s):
-            fail('scheduler %s is not an I/O scheduler name (letters, digits, _ and - only)' % knob.show(s))
+            fail('scheduler %s is not an I/O scheduler name (letters, digits, _ and -, at most 32)' % knob.show(s))
         if s in LEGACY:
             note = 'scheduler %s is the legacy (pre-5.0) name of %s: using %s' % (s, LEGACY[s], LEGACY[s])
             self.warnings.append(note)

@@ -227,7 +227,7 @@ PERCENTS = ('max_pool_percent', 'accept_threshold_percent')
 SINCE = {'shrinker_enabled': ' (added in 6.8)'}
 COMPRESSION_TYPES = ('compression', 'scomp', 'acomp')
 # a crypto algorithm or driver name (lzo-rle, zstd, lz4-generic, 842); CRYPTO_MAX_ALG_NAME is 128
-COMPRESSOR_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$')
+COMPRESSOR_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z')
 
 
 def fail(msg, kind='invalid'):

@@ -103,3 +103,67 @@ def test_sysctl_names():
     assert knob.sysctl_name('/proc/sys/net/ipv4/conf/eth0.100/rp_filter') == 'net.ipv4.conf.eth0/100.rp_filter'
     assert knob.sysctl_path('net.ipv4.conf.eth0/100.rp_filter') == '/proc/sys/net/ipv4/conf/eth0.100/rp_filter'
     assert knob.sysctl_name('/sys/kernel/mm/x') is None
+
+
+# ---------------------------------------------------------------- action files (issue 14)
+
+@pytest.mark.parametrize('path', [
+    '/sys/power/state', '/sys/power/disk', '/sys/power/wakeup_count', '/sys/power/resume', '/sys/power/autosleep',
+    '/sys/firmware/efi/efivars/Boot0000-8be4df61-93ca-11d2-aa0d-00e098032b8c',
+    '/proc/sys/vm/drop_caches', '/proc/sys/vm/compact_memory', '/proc/sys/vm/stat_refresh',
+    '/proc/sys/net/ipv4/route/flush', '/proc/sys/fs/binfmt_misc/register',
+    '/sys/devices/system/memory/probe', '/sys/bus/pci/rescan', '/sys/bus/pci/devices/0000:3d:00.0/remove',
+    '/sys/bus/pci/devices/0000:3d:00.0/reset', '/sys/bus/pci/drivers/nvme/bind', '/sys/bus/pci/drivers/nvme/new_id',
+    '/sys/class/scsi_host/host0/scan', '/sys/class/nvme/nvme0/delete_controller', '/sys/module/zswap/uevent',
+    '/sys/fs/cgroup/llm.slice/cgroup.procs',
+])
+def test_action_files_refused(fake, path):
+    fake.file(path, '0')
+    with pytest.raises(knob.KnobError) as e:
+        knob.resolve_knob_path(path)
+    assert e.value.kind == 'action'
+    assert e.value.msg.startswith("'%s' is an action file, not a knob: " % path) and e.value.msg.endswith('; refused')
+    assert len(e.value.msg) <= 300
+
+
+def test_action_file_refused_even_when_missing(fake):
+    with pytest.raises(knob.KnobError) as e:
+        knob.resolve_knob_path('/sys/power/state')
+    assert e.value.kind == 'action'
+
+
+def test_write_only_file_refused(fake):
+    fake.file('/sys/kernel/mm/whatever', '', mode=0o200)
+    with pytest.raises(knob.KnobError) as e:
+        knob.resolve_knob_path('/sys/kernel/mm/whatever')
+    assert 'write-only' in e.value.msg
+
+
+@pytest.mark.parametrize('path', ['/sys/power_supply_x', '/proc/sys/vm/drop_caches_x', '/sys/kernel/mm/ksm/run',
+                                  '/proc/sys/vm/compact_unevictable_allowed'])
+def test_settings_next_to_action_files_allowed(fake, path):
+    fake.file(path, '1')
+    assert knob.resolve_knob_path(path) == path
+
+
+def test_action_name_through_symlink(fake):
+    real = '/sys/devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0'
+    fake.file(real + '/rescan', '')
+    fake.symlink(real, '/sys/block/sda/device')
+    with pytest.raises(knob.KnobError) as e:
+        knob.resolve_knob_path('/sys/block/sda/device/rescan')
+    assert e.value.details == {'resolved_path': real + '/rescan'}
+    assert real not in e.value.msg
+
+
+@pytest.mark.parametrize('path', ['/sys/kernel/mm/x\n', '/sys/kernel/\x1b[2J', '/etc/' + 'a' * 10240])
+def test_bad_paths_one_bounded_line(fake, path):
+    with pytest.raises(knob.KnobError) as e:
+        knob.resolve_knob_path(path)
+    assert '\n' not in e.value.msg and len(e.value.msg) <= 300
+
+
+def test_long_missing_path_keeps_the_reason(fake):
+    with pytest.raises(knob.KnobError) as e:
+        knob.read_knob(knob.resolve_knob_path('/sys/' + 'a' * 1000))
+    assert len(e.value.msg) <= 300 and e.value.msg.endswith('(6.1.0-28-amd64)')

@@ -69,3 +69,38 @@ def test_apply_knobs_check_mode(fake):
     layout_thp(fake)
     res = knob.apply_knobs([(THP, 'never')], check_mode=True)
     assert res[0]['changed'] and res[0]['after'] == 'never' and fake.writes == []
+
+
+# ---------------------------------------------------------------- names in messages (issue 14)
+
+LONG = '/sys/devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0/block/sda/queue/'
+
+
+def test_messages_use_the_name_and_put_the_resolved_path_in_details(fake):
+    fake.file(LONG + 'scheduler', '[none] mq-deadline')
+    names = {LONG + 'scheduler': '/sys/block/sda/queue/scheduler'}
+    with pytest.raises(knob.KnobError) as e:
+        knob.apply_knobs([(LONG + 'scheduler', 'x' * 10240)], check_mode=True, names=names)
+    assert e.value.msg.startswith("/sys/block/sda/queue/scheduler does not offer 'xxx")
+    assert '(10240 chars)' in e.value.msg and LONG not in e.value.msg and len(e.value.msg) <= 300
+    assert e.value.details == {'resolved_path': LONG + 'scheduler'} and e.value.path == LONG + 'scheduler'
+
+
+def test_long_rollback_list_is_counted_and_detailed(fake):
+    items = []
+    for i in range(6):
+        path = LONG + 'attr_with_a_long_name_%d' % i
+        fake.file(path, '1')
+        items.append((path, '2'))
+    fake.set_range(items[-1][0], 0, 1)
+    with pytest.raises(knob.KnobError) as e:
+        knob.apply_knobs(items)
+    assert e.value.msg.endswith('nothing left half-applied: restored 5 knob(s) (see details)')
+    assert len(e.value.details['restored']) == 5 and e.value.reason.startswith("the kernel rejected '2' for")
+    assert all(fake.read(p) == '1\n' for p, _v in items)
+
+
+def test_rollback_message():
+    assert knob.rollback_message('r', [], []) == 'r'
+    assert knob.rollback_message('r', ['/a=1'], [], {'/a': 'A'}) == 'r; nothing left half-applied: restored A=1'
+    assert knob.rollback_message('r', [], ['/a'], {'/a': 'A'}) == 'rollback FAILED for A: check the host; r'

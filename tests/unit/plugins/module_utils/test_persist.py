@@ -192,3 +192,89 @@ def test_dropins(fake):
     assert not os.path.exists(fake.path(path))
     with pytest.raises(knob.KnobError):
         persist.dropin_path('../etc', 'x')
+
+
+# ---------------------------------------------------------------- syntax checks of the line builders (issue 14)
+
+def refusal(fn, *args):
+    with pytest.raises(knob.KnobError) as e:
+        fn(*args)
+    assert e.value.kind == 'invalid' and '\n' not in e.value.msg and len(e.value.msg) <= 300
+    return e.value.msg
+
+
+def test_sysctl_line_ok():
+    assert persist.sysctl_line('vm.swappiness', 10) == 'vm.swappiness = 10'
+    assert persist.sysctl_line('net.ipv4.tcp_rmem', ' 4096  87380 6291456 ') == 'net.ipv4.tcp_rmem = 4096 87380 6291456'
+    assert persist.sysctl_line('net.ipv4.conf.eth0/100.rp_filter', '1') == 'net.ipv4.conf.eth0/100.rp_filter = 1'
+    # white space around the value (a YAML block scalar's final newline) is not part of it
+    assert persist.sysctl_line('vm.swappiness', '10\n') == 'vm.swappiness = 10'
+
+
+@pytest.mark.parametrize('value,why', [
+    ('10\nkernel.sysrq = 1', 'newline'), ('1\r0', 'newline'), ('1\x1b[2J', 'control character'), ('1\t2', 'control'),
+    ('', 'empty'), ('  ', 'empty'), ('x' * 10240 + '\n1', '(10242 chars)'),
+])
+def test_sysctl_value_refused(value, why):
+    assert why in refusal(persist.sysctl_line, 'vm.swappiness', value)
+
+
+@pytest.mark.parametrize('name', ['net.ipv4.conf.*.rp_filter', '-vm.swappiness', 'vm.x = 1\nvm', 'vm swappiness',
+                                  'vm.a=b', '#vm.x', ''])
+def test_sysctl_name_refused(name):
+    assert 'not a sysctl name' in refusal(persist.sysctl_line, name, '1')
+
+
+def test_tmpfiles_line_refusals():
+    thp = '/sys/kernel/mm/transparent_hugepage/enabled'
+    assert 'newline' in refusal(persist.tmpfiles_line, thp, 'madvise\nw /etc/shadow - - - - x')
+    assert 'would expand %' in refusal(persist.tmpfiles_line, thp, '%H')
+    assert 'would expand %' in refusal(persist.tmpfiles_line, thp, 'a\\nb')
+    assert 'empty' in refusal(persist.tmpfiles_line, thp, '')
+    for path in ('/sys/kernel/mm/a b', '/sys/block/*/queue/scheduler', '/sys/x"y', 'sys/x', '/sys/%m', '/sys/x\n'):
+        assert 'must be absolute, without white space' in refusal(persist.tmpfiles_line, path, '1')
+
+
+def test_udev_rule_ok():
+    assigns = [('queue/scheduler', 'none'), ('queue/read_ahead_kb', 4096)]
+    match, line = persist.udev_rule('nvme*n1', [('queue/rotational', 0)], assigns)
+    assert match == 'ACTION=="add|change", SUBSYSTEM=="block", KERNEL=="nvme*n1", ATTR{queue/rotational}=="0"'
+    assert line == match + ', ATTR{queue/scheduler}="none", ATTR{queue/read_ahead_kb}="4096"'
+    assert persist._udev_key(line) == match
+
+
+@pytest.mark.parametrize('kernel', ['sd*", RUN+="/bin/sh', 'sd*,RUN+=x', 'sd a', 'sda\n', 'sda|sdb', '../sda',
+                                    'sd"', '', 'x' * 129, 'sd{a}', 'sda$'])
+def test_udev_kernel_refused(kernel):
+    assert 'udev KERNEL match may only hold' in refusal(persist.udev_rule, kernel, (), ())
+
+
+@pytest.mark.parametrize('attr,value', [('queue/scheduler', 'none", RUN+="x'), ('queue/scheduler', 'a b'),
+                                        ('queue/scheduler', 'b\nfq'), ('queue/x"', '1'), ('queue/../x', '1')])
+def test_udev_assignment_refused(attr, value):
+    refusal(persist.udev_rule, 'sda', (), [(attr, value)])
+
+
+@pytest.mark.parametrize('params,why', [
+    ({'zswap.compressor': 'lz4"; reboot; "'}, 'no white space, quote'),
+    ({'zswap.compressor': '$(reboot)'}, 'no white space, quote'),
+    ({'zswap.compressor': 'a b'}, 'no white space, quote'),
+    ({'zswap.compressor': 'a\nb'}, 'no white space, quote'),
+    ({'x"': '1'}, 'not a kernel parameter name'),
+    ({'a b': None}, 'not a kernel parameter name'),
+])
+def test_cmdline_params_refused_before_anything(fake, params, why):
+    fake.file('/proc/cmdline', 'quiet')
+    assert why in refusal(persist.set_cmdline, FakeModule(bins={'update-grub': '/usr/sbin/update-grub'}), params)
+    assert not os.path.exists(fake.path(GRUB))
+
+
+@pytest.mark.parametrize('unit,name', [('../x', 'a'), ('a b.service', 'x'), ('x.service', '..'), ('x\n', 'a'),
+                                       ('x.service', 'a/b')])
+def test_dropin_names_refused(unit, name):
+    assert 'systemd names hold only' in refusal(persist.dropin_path, unit, name)
+
+
+def test_dropin_escaped_unit_name_ok():
+    assert persist.dropin_path('medai-cpuset-partition@llm\\x2dinference.slice.service', '50-x') == \
+        '/etc/systemd/system/medai-cpuset-partition@llm\\x2dinference.slice.service.d/50-x.conf'

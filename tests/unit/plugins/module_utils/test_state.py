@@ -73,3 +73,26 @@ def test_corrupt_originals_is_clear(fake):
     with pytest.raises(knob.KnobError) as e:
         state.load_originals(SD)
     assert 'is not valid JSON' in e.value.msg and 'originals.json' in e.value.msg
+
+
+@pytest.mark.parametrize('sd', ['var/lib/x', '/var/lib/../tmp', '/var/lib/x\n'])
+def test_check_state_dir_refuses(fake, sd):
+    with pytest.raises(knob.KnobError) as e:
+        state.check_state_dir(sd)
+    assert 'must be an absolute path' in e.value.msg and '\n' not in e.value.msg
+
+
+def test_check_state_dir_file_refused(fake):
+    fake.file('/var/lib/medai-llmhost', 'x')
+    with pytest.raises(knob.KnobError) as e:
+        state.ChangeLog('knob', 'm').check()
+    assert 'is not a directory' in e.value.msg
+
+
+def test_changelog_check_corrupt_originals(fake):
+    fake.file(SD + '/originals.json', '{')
+    with pytest.raises(knob.KnobError) as e:
+        state.ChangeLog('knob', 'm', SD).check()
+    assert 'not valid JSON' in e.value.msg
+    state.ChangeLog('knob', 'm', '/var/lib/other').check()   # absent: fine, nothing created
+    assert not os.path.exists(fake.path('/var/lib/other'))

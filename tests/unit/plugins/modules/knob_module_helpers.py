@@ -94,3 +94,22 @@ def originals(fake, state_dir='/var/lib/medai-llmhost'):
         return {}
     with open(p) as f:
         return json.load(f)['settings']
+
+
+def assert_refused(run, fake, args, *needles, **kw):
+    """Run `args` in check mode, then for real: both must fail with the same one-line message of at
+    most 300 characters holding every needle, and leave the fake root exactly as it was (no knob, no
+    originals.json, no journal, no persistence file, no state dir). Returns the real run's result."""
+    def tree():
+        return snapshot(fake.root), sorted(d for d, _dirs, _files in os.walk(fake.root))
+    before = tree()
+    results = [run(args, check_mode=check, **kw) for check in (True, False)]
+    for res in results:
+        msg = res.get('msg', '')
+        assert res.get('failed'), res
+        assert '\n' not in msg and len(msg) <= 300, msg
+        for needle in needles:
+            assert needle in msg, msg
+    assert results[0]['msg'] == results[1]['msg']
+    assert tree() == before and fake.writes == []
+    return results[1]

@@ -9,7 +9,7 @@ from ansible_collections.medai.llmhost.plugins.modules import io_scheduler
 from ansible_collections.medai.llmhost.tests.unit.fake_trees import (
     layout_block, layout_block_extra, emulate_scheduler_reset)
 from ansible_collections.medai.llmhost.tests.unit.plugins.modules.knob_module_helpers import (
-    run_module, snapshot, journal, originals)
+    assert_refused, run_module, snapshot, journal, originals)
 
 RULES = '/etc/udev/rules.d/60-medai-llmhost-iosched.rules'
 BYID = '/dev/disk/by-id/nvme-SAMSUNG_MZQL23T8HCLS-00A07_S64HNE0R123456'
@@ -263,3 +263,81 @@ def test_absent_check_mode(host):
     res = run({'device': ['sda'], 'state': 'absent'}, check_mode=True)
     assert res['changed'] and res['rules_changed']
     assert snapshot(host.root) == before
+
+
+# ---------------------------------------------------------------- bad input (issue 14): refused, nothing written
+
+def refused(host, args, *needles):
+    # run_command=None: a modprobe or udevadm call would fail the test
+    return assert_refused(lambda a, **kw: run_module(io_scheduler, a, **kw), host, args, *needles,
+                          bins={'udevadm': '/usr/bin/udevadm'})
+
+
+@pytest.mark.parametrize('pattern', [
+    'sd*", RUN+="/bin/sh -c reboot',
+    'nvme*n1", PROGRAM="/tmp/x',
+    'sd*,RUN+=x',
+    'sd a',
+    'sd*\n',
+    'sda|sdb',
+    '../sda',
+    'x' * 10240,
+])
+def test_pattern_that_could_break_the_udev_rule_refused(host, pattern):
+    refused(host, {'pattern': pattern, 'scheduler': 'none'}, 'pattern', 'udev KERNEL match may only hold')
+
+
+@pytest.mark.parametrize('dev,why', [
+    ('sda"', 'is not a kernel block device name'), ('sda", RUN+="x', 'is not a kernel block device name'),
+    ('sd*', 'is not a kernel block device name'), ('nvme 0n1', 'is not a kernel block device name'),
+    ('/dev/sda"', 'is not a kernel block device name'), ('x' * 33, 'at most 32'),
+    ('sda\n', 'contains a newline'), ('/dev/disk/by-id/x\x1b[2J', 'contains a newline'),
+])
+def test_device_name_that_could_break_the_udev_rule_refused(host, dev, why):
+    refused(host, {'device': [dev], 'scheduler': 'none'}, 'device', why)
+
+
+def test_second_device_bad_name_first_not_written(host):
+    refused(host, {'device': ['vda', 'sdb", RUN+="/bin/sh'], 'scheduler': 'mq-deadline', 'read_ahead_kb': 4096},
+            'is not a kernel block device name')
+
+
+def test_by_id_link_to_a_name_with_a_quote_refused(host):
+    os.symlink('../../sd"a', host.path('/dev/disk/by-id/evil'))
+    refused(host, {'device': ['/dev/disk/by-id/evil'], 'scheduler': 'none'}, 'is not a kernel block device name')
+
+
+def test_by_link_with_odd_characters_refused(host):
+    refused(host, {'device': ['/dev/disk/by-id/a"b'], 'scheduler': 'none'}, '/dev/disk/by-<kind>/<name>')
+
+
+@pytest.mark.parametrize('sched', ['mq-deadline"', 'bfq\nRUN+="x"', 'x' * 10240])
+def test_bad_scheduler_name_refused(host, sched):
+    refused(host, {'pattern': 'nvme*n1', 'scheduler': sched}, 'scheduler', 'is not an I/O scheduler name')
+
+
+def test_no_modprobe_before_a_later_refusal(host):
+    # kyber must be loaded for vda, but the state dir is unusable: refused before modprobe runs
+    host.file('/var/lib/medai-llmhost/originals.json', '{')
+    assert_refused(lambda a, **kw: run_module(io_scheduler, a, **kw), host,
+                   {'device': ['vda'], 'scheduler': 'kyber', 'load_module': True}, 'originals.json is not valid JSON',
+                   bins={'modprobe': '/sbin/modprobe', 'udevadm': '/usr/bin/udevadm'})
+
+
+def test_modprobe_after_validation(host):
+    calls = []
+    res = run({'device': ['vda'], 'scheduler': 'kyber', 'load_module': True},
+              bins={'modprobe': '/sbin/modprobe', 'udevadm': '/usr/bin/udevadm'}, calls=calls)
+    # the fake kernel does not gain kyber: the module is loaded, then the device is found still without it
+    assert res['failed'] and 'still does not offer scheduler kyber after modprobe kyber-iosched' in res['msg']
+    assert calls == [['/sbin/modprobe', 'kyber-iosched']]
+    assert host.writes == [] and not os.path.exists(host.path(RULES))
+
+
+def test_einval_message_names_the_short_path(host):
+    res = run({'device': ['vda', 'sda'], 'scheduler': 'none', 'nr_requests': 1024})
+    assert res['failed'] and len(res['msg']) <= 300
+    assert res['msg'].startswith("the kernel rejected '1024' for /sys/block/sda/queue/nr_requests (EINVAL)")
+    assert '/sys/devices/' not in res['msg']
+    assert res['details']['resolved_path'] == host.devs['sda'][0] + '/queue/nr_requests'
+    assert len(res['details']['restored']) == 3

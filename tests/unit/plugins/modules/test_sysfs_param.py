@@ -10,7 +10,7 @@ from ansible_collections.medai.llmhost.plugins.modules import sysfs_param
 from ansible_collections.medai.llmhost.tests.unit.fake_trees import (
     layout_meminfo, layout_thp, layout_vm_sysctls, layout_zswap)
 from ansible_collections.medai.llmhost.tests.unit.plugins.modules.knob_module_helpers import (
-    run_module, snapshot, journal, originals)
+    assert_refused, run_module, snapshot, journal, originals)
 
 THP = '/sys/kernel/mm/transparent_hugepage/enabled'
 DEFRAG = '/sys/kernel/mm/transparent_hugepage/defrag'
@@ -253,3 +253,126 @@ def test_arg_validation(host):
     assert run({'path': THP})['msg'] == 'value is required with path when state=present'
     res = run({'params': {SWAP: 1, '/proc/sys/vm//swappiness': 2}})
     assert res['failed'] and 'are the same knob' in res['msg']
+
+
+# ---------------------------------------------------------------- bad input (issue 14): refused, nothing written
+
+def refused(host, args, *needles):
+    return assert_refused(run, host, args, *needles)
+
+
+@pytest.mark.parametrize('path,content,why', [
+    ('/sys/power/state', 'freeze mem disk', 'suspends, hibernates'),
+    ('/sys/power/disk', '[platform] shutdown reboot suspend', 'power management'),
+    ('/sys/power/wakeup_count', '12', 'power management'),
+    ('/proc/sys/vm/drop_caches', '0', 'drops the page cache'),
+    ('/proc/sys/vm/compact_memory', '0', 'compacts all memory'),
+    ('/sys/bus/pci/devices/0000:00:04.0/remove', '', 'removes the device'),
+    ('/sys/bus/pci/rescan', '', 'rescans'),
+    ('/sys/bus/pci/drivers/nvme/unbind', '', 'unbinds'),
+    ('/sys/class/nvme/nvme0/reset_controller', '', 'resets the NVMe controller'),
+    ('/sys/kernel/mm/transparent_hugepage/uevent', '', 'sends a uevent'),
+    ('/sys/fs/cgroup/llm.slice/cgroup.kill', '', 'kills every process'),
+])
+def test_action_file_refused(host, path, content, why):
+    host.file(path, content)
+    res = refused(host, {'path': path, 'value': '1'}, "'%s' is an action file, not a knob" % path, why)
+    assert res['error_kind'] == 'action'
+
+
+def test_action_file_refused_through_symlink(host):
+    real = '/sys/devices/pci0000:00/0000:00:17.0/ata1/host0/target0:0:0/0:0:0:0'
+    host.file(real + '/delete', '', mode=0o200)
+    host.symlink(real, '/sys/block/sda/device')
+    res = refused(host, {'path': '/sys/block/sda/device/delete', 'value': '1'},
+                  "'/sys/block/sda/device/delete' is an action file", 'deletes the device')
+    assert res['details'] == {'resolved_path': real + '/delete'}
+
+
+def test_write_only_file_is_a_trigger(host):
+    host.file('/sys/kernel/some_trigger', '', mode=0o200)
+    refused(host, {'path': '/sys/kernel/some_trigger', 'value': '1'}, 'write-only', 'cannot be read back')
+
+
+def test_second_knob_action_file_first_not_written(host):
+    host.file('/sys/power/state', 'freeze mem disk')
+    refused(host, {'params': {THP: 'never', '/sys/power/state': 'mem'}, 'persist': 'tmpfiles'}, 'action file')
+
+
+@pytest.mark.parametrize('persist', ['none', 'sysctl', 'tmpfiles'])
+def test_value_with_newline_refused(host, persist):
+    refused(host, {'params': {WSF: 200, SWAP: '10\nkernel.sysrq = 1'}, 'persist': persist},
+            "value '10\\nkernel.sysrq = 1' for %s contains a newline" % SWAP)
+
+
+@pytest.mark.parametrize('value', ['madvise\x1b[2J', 'a\rb', 'x\x00y'])
+def test_value_with_control_character_refused(host, value):
+    refused(host, {'path': THP, 'value': value}, 'control character', THP)
+
+
+def test_10kb_value_one_bounded_line(host):
+    res = refused(host, {'path': THP, 'value': 'x' * 10240, 'persist': 'tmpfiles'}, THP, '(10240 chars)')
+    assert len(res['msg']) <= 300
+
+
+def test_10kb_value_with_newlines_one_bounded_line(host):
+    refused(host, {'params': {SWAP: ('1\n' * 5000)}, 'persist': 'sysctl'}, SWAP, 'newline', '(10000 chars)')
+
+
+@pytest.mark.parametrize('value,why', [('50%', '% and backslash'), ('a\\nb', '% and backslash')])
+def test_tmpfiles_value_that_systemd_would_expand_refused(host, value, why):
+    host.file('/sys/kernel/mm/x', 'y')
+    refused(host, {'path': '/sys/kernel/mm/x', 'value': value, 'persist': 'tmpfiles'}, why, '/sys/kernel/mm/x')
+
+
+@pytest.mark.parametrize('value', ['lz4$(reboot)', 'lz4";reboot;"', 'lz4`id`', 'a;b'])
+def test_cmdline_value_cannot_reach_the_shell_sourced_grub_file(host, value):
+    layout_zswap(host)
+    refused(host, {'path': '/sys/module/zswap/parameters/zpool', 'value': value, 'persist': 'cmdline'},
+            'zswap.zpool', 'no white space, quote, $, backslash')
+
+
+def test_long_resolved_path_named_as_given(host):
+    from ansible_collections.medai.llmhost.tests.unit.fake_trees import layout_block
+    devs = layout_block(host)
+    res = refused(host, {'path': '/sys/block/sda/queue/scheduler', 'value': 'bfq-x'},
+                  "/sys/block/sda/queue/scheduler does not offer 'bfq-x'", 'offered: none, mq-deadline, kyber, bfq')
+    assert res['details'] == {'resolved_path': devs['sda'][0] + '/queue/scheduler'}
+
+
+def test_corrupt_originals_refused_before_the_first_write(host):
+    host.file('/var/lib/medai-llmhost/originals.json', '{not json')
+    refused(host, {'path': SWAP, 'value': 10, 'persist': 'sysctl'}, 'originals.json is not valid JSON')
+
+
+def test_state_dir_relative_refused(host):
+    refused(host, {'path': SWAP, 'value': 10, 'state_dir': '/var/lib/../tmp/x'}, 'state_dir', '".."')
+
+
+# ---------------------------------------------------------------- safe upper bounds
+
+MIN_FREE = '/proc/sys/vm/min_free_kbytes'
+
+
+def test_min_free_kbytes_above_five_percent_refused(host):
+    # MemTotal 16 GiB (layout_meminfo): 5 % = 838860 kB
+    refused(host, {'path': MIN_FREE, 'value': 838861, 'persist': 'sysctl'},
+            MIN_FREE, 'safe bound 838860 (5 % of MemTotal 16777216 kB)', 'force: true')
+    res = run({'path': MIN_FREE, 'value': 838860})
+    assert res['changed'] and host.read(MIN_FREE) == '838860\n'
+
+
+def test_min_free_kbytes_force(host):
+    res = run({'path': MIN_FREE, 'value': 2097152, 'force': True})
+    assert res['changed'] and host.read(MIN_FREE) == '2097152\n'
+
+
+def test_watermark_scale_factor_bound(host):
+    refused(host, {'params': {SWAP: 10, WSF: 1001}}, WSF, 'safe bound 1000', 'the kernel allows up to 3000')
+    assert run({'path': WSF, 'value': 1000})['changed']
+    assert run({'path': WSF, 'value': 3000, 'force': True})['changed'] and host.read(WSF) == '3000\n'
+
+
+def test_min_free_kbytes_without_meminfo_refused(host):
+    os.unlink(host.path('/proc/meminfo'))
+    refused(host, {'path': MIN_FREE, 'value': 1024}, '/proc/meminfo does not exist')

@@ -9,7 +9,7 @@ import pytest
 from ansible_collections.medai.llmhost.plugins.modules import zswap
 from ansible_collections.medai.llmhost.tests.unit.fake_trees import layout_zswap, layout_vm_sysctls
 from ansible_collections.medai.llmhost.tests.unit.plugins.modules.knob_module_helpers import (
-    run_module, snapshot, journal, originals)
+    assert_refused, run_module, snapshot, journal, originals)
 
 P = '/sys/module/zswap/parameters/'
 TMPF = '/etc/tmpfiles.d/medai-llmhost.conf'
@@ -207,3 +207,23 @@ def test_absent_check_mode(k612):
     res = run({'state': 'absent'}, check_mode=True)
     assert res['changed'] and res['zswap']['enabled'] is False
     assert snapshot(k612.root) == before
+
+
+# ---------------------------------------------------------------- bad input (issue 14): refused, nothing written
+
+@pytest.mark.parametrize('compressor', ['lz4";reboot;"', 'lz4\nenabled=1', 'lz4 hc', '$(id)', 'x' * 10240])
+@pytest.mark.parametrize('persist', ['tmpfiles', 'cmdline', 'none'])
+def test_bad_compressor_name_refused(k612, compressor, persist):
+    os.unlink(k612.path('/proc/crypto'))    # not even the /proc/crypto check stands between it and the files
+    assert_refused(run, k612, {'enabled': True, 'compressor': compressor, 'persist': persist},
+                   'compressor', 'is not a crypto algorithm name')
+
+
+def test_second_param_bad_first_not_written(k612):
+    assert_refused(run, k612, {'compressor': 'lz4', 'accept_threshold_percent': 150},
+                   'accept_threshold_percent must be between 0 and 100, got 150')
+
+
+def test_corrupt_originals_refused_before_the_first_write(k612):
+    k612.file('/var/lib/medai-llmhost/originals.json', '[')
+    assert_refused(run, k612, {'enabled': True}, 'originals.json is not valid JSON')
