@@ -20,7 +20,12 @@ description:
   - Values are written in the order C(cpuset.cpus), C(cpuset.mems), C(cpuset.cpus.partition) (after enabling C(+cpuset)
     in every ancestor's C(cgroup.subtree_control)), then read back from C(cpuset.cpus.effective),
     C(cpuset.mems.effective) and C(cpuset.cpus.partition). A partition that reads C(root invalid (<reason>)) or
-    C(isolated invalid (<reason>)) is set back to V(member) and the module fails with the kernel's reason verbatim.
+    C(isolated invalid (<reason>)) fails the task with the kernel's reason, after everything the task did is set back
+    (cgroups it created removed, C(+cpuset) it enabled disabled, values and drop-ins it wrote restored, the slice it
+    started stopped, no original recorded, no journal line). O(cpus) overlapping another valid partition are refused
+    before anything is written.
+  - CPU and node lists are checked against the host's possible CPUs and nodes (else 8192 and 1024) before any range
+    is expanded.
   - 'Why a partition: in the lab pilot (4 vCPUs, CPU-bound HTTP service, 8 clients, 6 CPU hogs + 1 I/O writer) a v2
     partition for the service cut P99 from 866 ms (untuned) to 522 ms, and P95 to 0.49 / 0.62 / 0.70 of untuned at
     4 / 8 / 16 clients - the best single lever. SCHED_FIFO on every thread on top of it made the tail worse
@@ -68,7 +73,11 @@ options:
   path:
     description:
       - A cgroup under C(/sys/fs/cgroup) (V(llm/engine) or V(/sys/fs/cgroup/llm/engine)); created when missing.
-        Runtime only. Do not point it into a cgroup that systemd manages (use O(slice) there).
+        Runtime only.
+      - Refused inside systemd's unit cgroups (a component ending in C(.service), C(.scope) - C(init.scope)
+        included -, C(.socket), C(.mount) or C(.swap)) - systemd owns them, and cgroup v2 allows no cpuset children
+        beside a cgroup's own processes. Use O(slice) and O(units) there. Components are cgroup names (letters,
+        digits, C(_.:@-\\)); empty components, C(.) and C(..) are refused.
     type: str
   pids:
     description: Processes to move into O(path) (written to its C(cgroup.procs)). Only with O(path).
@@ -101,9 +110,16 @@ options:
   state:
     description:
       - V(present) creates/updates the cpuset (and persistence for O(slice)).
-      - V(absent) removes the drop-ins and the partition unit instance, sets the partition back to V(member), restores the
-        recorded C(cpuset.cpus)/C(cpuset.mems), moves recorded O(pids) back to their original cgroup and removes a
-        O(path) cgroup the module created once it is empty.
+      - V(absent) removes the drop-ins and the partition unit instance, sets the partition back to V(member) (first),
+        restores the recorded C(cpuset.cpus)/C(cpuset.mems), moves recorded O(pids) back to their original cgroup and
+        removes a O(path) cgroup the module created once it is empty.
+      - The kernel refuses to empty C(cpuset.cpus)/C(cpuset.mems) (ENOSPC) while tasks run in the cgroup or below it
+        (a service still in the slice) - they are set to every online CPU/node instead (no confinement left), a
+        warning says so, and the original stays recorded so that a later V(absent), once the tasks are gone, empties
+        them.
+      - Creating or dissolving a partition makes the kernel move the per-node kernel threads C(kswapdN) and
+        C(kcompactdN) to the root cgroup's CPUs; those that were on their node's CPUs are put back (see
+        RV(kthreads_reaffined)).
     type: str
     choices: [present, absent]
     default: present
@@ -220,6 +236,15 @@ restart_required:
   description: True when some unit still runs outside the slice (present) or inside it (absent) and was not restarted.
   returned: always
   type: bool
+kthreads_reaffined:
+  description:
+    - Per-node kernel threads (C(kswapdN), C(kcompactdN)) put back on their node's CPUs after the partition
+      change (the kernel resets the affinity of every non-per-CPU thread in the root cgroup when a partition is
+      created or dissolved). Only threads that were on their node's CPUs before are touched; each is journalled.
+  returned: always
+  type: list
+  elements: str
+  sample: [kswapd1, kcompactd1]
 units_restart_required:
   description: The units meant by RV(restart_required).
   returned: always
@@ -306,6 +331,59 @@ def other_part_instances(slice_name):
     return [f for f in glob.glob(pattern) if os.path.basename(os.path.dirname(f)) != mine + '.d']
 
 
+class SetBack(object):
+    """Undo steps for what a task wrote, run newest first when a later step fails (for example the
+    kernel marking the new partition 'root invalid'): the host is left as it was, with no record."""
+
+    def __init__(self):
+        self.steps = []   # (what, undo)
+
+    def add(self, what, undo):
+        self.steps.append((what, undo))
+
+    def run(self):
+        """Undo everything; returns what could not be undone."""
+        failed = []
+        for what, undo in reversed(self.steps):
+            try:
+                undo()
+            except (knob.KnobError, IOError, OSError):
+                failed.append(what)
+        self.steps = []
+        return failed
+
+    def files(self, paths):
+        """Before writing host files `paths`: on set-back, put their content (or absence) back and remove
+        the directories that writing them created."""
+        saved = []
+        for path in paths:
+            hp = knob.host_path(path)
+            mode = os.stat(hp).st_mode & 0o7777 if os.path.exists(hp) else None
+            saved.append((path, persist.read_text(path), mode))
+        new_dirs = set()
+        for path in paths:
+            d = os.path.dirname(path)
+            while d not in ('', '/') and not os.path.isdir(knob.host_path(d)):
+                new_dirs.add(d)
+                d = os.path.dirname(d)
+
+        def undo():
+            for path, text, mode in saved:
+                if text is None:
+                    persist.remove_file(path)
+                else:
+                    statelib.atomic_write(knob.host_path(path), text, mode)
+            for d in sorted(new_dirs, key=len, reverse=True):
+                hp = knob.host_path(d)
+                if os.path.isdir(hp) and not os.listdir(hp):
+                    os.rmdir(hp)
+        self.add('files %s' % ', '.join(paths), undo)
+
+
+def state_files(state_dir):
+    return [os.path.join(state_dir or statelib.DEFAULT_STATE_DIR, statelib.ORIGINALS)]
+
+
 class Ctx(object):
     def __init__(self, module):
         self.module = module
@@ -381,7 +459,7 @@ def read_current(cg):
     cpus = cgroup2.read_opt(cg, 'cpuset.cpus')
     mems = cgroup2.read_opt(cg, 'cpuset.mems')
     return {'cpus': cpulib.normalize_cpulist(cpus) if cpus is not None else None,
-            'mems': cpulib.normalize_cpulist(mems) if mems is not None else None,
+            'mems': cpulib.normalize_cpulist(mems, 'cpuset.mems', cpulib.MAX_NODES) if mems is not None else None,
             'partition': cgroup2.parse_partition(part)[0] if part is not None else None,
             'partition_raw': part,
             'has_cpuset': cpus is not None}
@@ -393,15 +471,25 @@ def validate(ctx, cg):
         raise knob.KnobError('cpus is required with state=present', kind='invalid')
     want = cpulib.parse_cpulist(p['cpus'], 'cpus')
     if not want:
-        raise knob.KnobError('cpus is empty', kind='invalid')
+        raise knob.KnobError('cpus %s is empty' % knob.show(p['cpus']), kind='invalid')
     online = cpulib.online_cpus()
     bad = sorted(set(want) - set(online))
     if bad:
         raise knob.KnobError('cpus %s include CPUs that are not online: %s (online: %s)'
-                             % (p['cpus'], cpulib.format_cpulist(bad), cpulib.format_cpulist(online)), kind='invalid')
+                             % (knob.show(p['cpus']), cpulib.format_cpulist(bad), cpulib.format_cpulist(online)),
+                             kind='invalid')
     if p['housekeeping_min'] < 1:
         raise knob.KnobError('housekeeping_min must be at least 1 (a cpuset may never take every CPU)', kind='invalid')
     others = cgroup2.partitions(exclude=cg)
+    if p['partition'] != 'member':
+        # the kernel would mark an overlapping partition 'root invalid': refuse before writing anything
+        lineage = cgroup2.ancestors(cg)
+        for other, cpus in sorted(others.items()):
+            overlap = set(want) & set(cpus)
+            if overlap and other not in lineage:
+                raise knob.KnobError('cpus %s overlap the partition %s (CPUs %s): a %s partition needs CPUs no other '
+                                     'partition holds' % (knob.show(p['cpus']), other, cpulib.format_cpulist(overlap),
+                                                          p['partition']), kind='invalid')
     taken = set()
     for cpus in others.values():
         taken.update(cpus)
@@ -418,18 +506,20 @@ def validate(ctx, cg):
                              'than housekeeping_min=%d needed for the kernel, IRQs, sshd and systemd (online: %s%s)'
                              % (cpulib.format_cpulist(want), len(left), cpulib.format_cpulist(left) or 'none',
                                 p['housekeeping_min'], cpulib.format_cpulist(online),
-                                '; ' + '; '.join(detail) if detail else ''), kind='unsafe')
+                                '; ' + '; '.join(detail) if detail else ''), kind='unsafe',
+                             details={'other_partitions': dict((k, cpulib.format_cpulist(v)) for k, v in others.items()),
+                                      'isolcpus': cpulib.format_cpulist(iso)})
     mems = None
     if p['mems'] is not None:
-        m = cpulib.parse_cpulist(p['mems'], 'mems')
+        m = cpulib.parse_nodelist(p['mems'], 'mems')
         if not m:
-            raise knob.KnobError('mems is empty', kind='invalid')
+            raise knob.KnobError('mems %s is empty' % knob.show(p['mems']), kind='invalid')
         nodes = cpulib.online_nodes()
         bad = sorted(set(m) - set(nodes))
         if bad:
             raise knob.KnobError('mems %s names NUMA node(s) that do not exist or are offline: %s (online nodes: %s)'
-                                 % (p['mems'], cpulib.format_cpulist(bad), cpulib.format_cpulist(nodes) or 'none'),
-                                 kind='invalid')
+                                 % (knob.show(p['mems']), cpulib.format_cpulist(bad),
+                                    cpulib.format_cpulist(nodes) or 'none'), kind='invalid')
         mems = cpulib.format_cpulist(m)
     return cpulib.format_cpulist(want), mems, cpulib.format_cpulist(left)
 
@@ -459,36 +549,28 @@ def plan_runtime(cur, cpus, mems, partition):
 
 
 def check_partition(ctx, cg, partition):
+    """The partition as read back; KnobError (kind rejected) when the kernel marked it invalid (the
+    caller's set-back turns it back into a member)."""
     raw = cgroup2.read_opt(cg, 'cpuset.cpus.partition')
     kind, reason = cgroup2.parse_partition(raw)
     if partition != 'member' and (reason is not None or kind != partition):
-        try:
-            cgroup2.write(cg, 'cpuset.cpus.partition', 'member')
-            reverted = 'reverted it to member'
-        except knob.KnobError as e:
-            reverted = 'reverting it to member failed too: %s' % e.msg
         hint = ''
         if reason and 'arent' in reason and len(cgroup2.ancestors(cg)) > 1:
-            hint = (' (the parent %s is not a partition root: use a top-level slice - systemd nests slices at each '
-                    '"-" of the name)' % cgroup2.ancestors(cg)[-1])
-        raise knob.KnobError('cpuset.cpus.partition of %s reads %r: the kernel refused the %s partition: %s%s; %s'
-                             % (cg, raw, partition, reason if reason else 'no reason given', hint, reverted),
-                             kind='rejected')
+            hint = (" (parent %s is no partition root: systemd nests slices at each '-'; use a top-level slice)"
+                    % cgroup2.ancestors(cg)[-1])
+        raise knob.KnobError('cpuset.cpus.partition of %s reads %s: the kernel refused the %s partition%s'
+                             % (cg, knob.show(raw), partition, hint), kind='rejected',
+                             details={'cgroup': cg, 'partition': raw, 'reason': reason})
     return raw
 
 
-def apply_runtime(ctx, cg, plan, partition):
+def apply_runtime(ctx, cg, plan, setback=None):
+    """Write the planned cpuset files in order; with `setback`, each write can be undone."""
     for name, before, after in plan:
-        try:
-            cgroup2.write(cg, name, after)
-        except knob.KnobError as e:
-            if name == 'cpuset.cpus.partition' and after != 'member':
-                try:
-                    cgroup2.write(cg, name, 'member')
-                except knob.KnobError:
-                    pass
-                raise knob.KnobError('%s; the partition was set back to member' % e.msg, kind=e.kind)
-            raise
+        cgroup2.write(cg, name, after)
+        if setback is not None and (before is not None or name == 'cpuset.cpus.partition'):
+            undo = cgroup2.parse_partition(before or 'member')[0] if name == 'cpuset.cpus.partition' else before
+            setback.add('%s/%s' % (cg, name), lambda n=name, v=undo: cgroup2.write(cg, n, v))
         ctx.entries.append({'setting': '%s/%s' % (cg, name), 'before': before, 'after': after})
 
 
@@ -538,6 +620,48 @@ def write_files(ctx, files, check):
             ctx.entries.append({'setting': 'file:%s' % path, 'before': diff['before'] or None,
                                 'after': diff['after'] or None})
     return changed
+
+
+def cgroup_setback(setback, made, enabled):
+    """Undo for cgroups created (removed, deepest first) and +cpuset enabled (-cpuset, deepest first)."""
+    for a in enabled:
+        setback.add('%s/cgroup.subtree_control' % a, lambda a=a: cgroup2.exists(a) and cgroup2.write(
+            a, 'cgroup.subtree_control', '-cpuset'))
+    for d in made:
+        setback.add(d, lambda d=d: cgroup2.exists(d) and cgroup2.rmdir(knob.host_path(d)))
+
+
+def setback_error(error, failed):
+    """The error that stopped a task, after its set-back: what could not be set back comes first."""
+    if failed:
+        return knob.KnobError('set-back incomplete (%s) after: %s' % (', '.join(failed), error.msg), kind=error.kind,
+                              details=dict(error.details, setback_failed=failed))
+    return knob.KnobError('%s; all set back' % error.msg, kind=error.kind,
+                          details=error.details)
+
+
+def node_kthreads_before(plan, partition, setback=None):
+    """(kthreads, root cpus) before a change that creates, resizes or dissolves a partition; else None."""
+    if not any(name == 'cpuset.cpus.partition' for name, _b, _a in plan) and not (plan and partition != 'member'):
+        return None
+    before = cgroup2.node_kthreads()
+    if setback is not None:
+        setback.add('kthread affinities', lambda: cgroup2.restore_affinities(before))
+    return before, cgroup2.root_effective_cpus()
+
+
+def reaffine(ctx, kthreads, result):
+    """Per-node kthreads back on their node's CPUs after the kernel reset them (journalled)."""
+    result['kthreads_reaffined'] = []
+    if not kthreads:
+        return
+    done, failed = cgroup2.reaffine_node_kthreads(*kthreads)
+    for comm, before, after in done:
+        result['kthreads_reaffined'].append(comm)
+        ctx.entries.append({'setting': 'affinity:%s' % comm, 'before': cpulib.format_cpulist(before),
+                            'after': cpulib.format_cpulist(after)})
+    for comm, err in failed:
+        ctx.module.warn('could not put %s back on its NUMA node\'s CPUs: %s' % (comm, err))
 
 
 def present(ctx, result, cg, slice_name, key):
@@ -605,39 +729,53 @@ def present(ctx, result, cg, slice_name, key):
         result['partition'] = partition
         return changed
 
-    if changed:
-        merge_original(key, p['state_dir'], {
-            'created': cur is None,
-            'cpus': cur['cpus'] if cur else None,
-            'mems': cur['mems'] if cur else None,
-            'partition': cur['partition'] if cur else None,
-            'units': units,
-            'pids': dict((str(pid), cgroup2.pid_cgroup(pid)) for pid in pid_moves),
-        })
-    if file_changes:
-        if slice_name and partition == 'member' and persist.dropin_path(part_unit(slice_name), PART_DROPIN_NAME) \
-                in file_changes:
-            stop_part_unit(ctx, slice_name)
-        write_files(ctx, files, check=False)
-        ctx.systemctl('daemon-reload')
-    if slice_start:
-        ctx.systemctl('start', slice_name)
-        ctx.entries.append({'setting': 'start:%s' % slice_name, 'before': None, 'after': 'started'})
-    if not cgroup2.exists(cg):
-        made = cgroup2.create(cg)
-        if not slice_name:
-            merge_original(key, p['state_dir'], {'created_dirs': made})
-        for d in made:
-            ctx.entries.append({'setting': d, 'before': None, 'after': 'created'})
-        result['created'] = True
-        changed = True
-    if cgroup2.enable_cpuset(cg):
-        changed = True
-    if cur is None or not cur['has_cpuset']:
-        plan = plan_runtime(read_current(cg), cpus, mems, partition)
-        ctx.runtime = plan
-    apply_runtime(ctx, cg, plan, partition)
-    readback(ctx, cg, cpus, mems, partition, result)
+    setback = SetBack()
+    try:
+        if changed:
+            setback.files(state_files(p['state_dir']))
+            merge_original(key, p['state_dir'], {
+                'created': cur is None,
+                'cpus': cur['cpus'] if cur else None,
+                'mems': cur['mems'] if cur else None,
+                'partition': cur['partition'] if cur else None,
+                'units': units,
+                'pids': dict((str(pid), cgroup2.pid_cgroup(pid)) for pid in pid_moves),
+            })
+        if file_changes:
+            if slice_name and partition == 'member' and persist.dropin_path(part_unit(slice_name), PART_DROPIN_NAME) \
+                    in file_changes:
+                stop_part_unit(ctx, slice_name)
+            setback.add('daemon-reload', lambda: ctx.systemctl('daemon-reload'))
+            setback.files(file_changes)
+            write_files(ctx, files, check=False)
+            ctx.systemctl('daemon-reload')
+        if slice_start:
+            ctx.systemctl('start', slice_name)
+            if cur is None:
+                setback.add('start %s' % slice_name, lambda: ctx.systemctl('stop', slice_name))
+            ctx.entries.append({'setting': 'start:%s' % slice_name, 'before': None, 'after': 'started'})
+        if not cgroup2.exists(cg):
+            made, enabled = cgroup2.create(cg)
+            cgroup_setback(setback, made, enabled)
+            if not slice_name:
+                merge_original(key, p['state_dir'], {'created_dirs': made})
+            for d in made:
+                ctx.entries.append({'setting': d, 'before': None, 'after': 'created'})
+            result['created'] = True
+            changed = True
+        enabled = cgroup2.enable_cpuset(cg)
+        if enabled:
+            cgroup_setback(setback, [], enabled)
+            changed = True
+        if cur is None or not cur['has_cpuset']:
+            plan = plan_runtime(read_current(cg), cpus, mems, partition)
+            ctx.runtime = plan
+        kthreads = node_kthreads_before(plan, partition, setback)
+        apply_runtime(ctx, cg, plan, setback)
+        readback(ctx, cg, cpus, mems, partition, result)
+    except knob.KnobError as e:
+        raise setback_error(e, setback.run())
+    reaffine(ctx, kthreads, result)
     for pid in pid_moves:
         cgroup2.move_pid(cg, pid)
         ctx.entries.append({'setting': '%s/cgroup.procs' % cg, 'before': None, 'after': pid})
@@ -645,6 +783,24 @@ def present(ctx, result, cg, slice_name, key):
         ctx.systemctl('restart', u)
         ctx.entries.append({'setting': 'restart:%s' % u, 'before': None, 'after': 'restarted'})
     return changed or bool(plan)
+
+
+def widen_instead_of_emptying(cg, plan):
+    """The kernel refuses to empty cpuset.cpus or cpuset.mems (ENOSPC) while the cgroup or one below it
+    has tasks (cpuset.c validate_change, 6.1 and 6.12 alike; the order of the writes does not matter).
+    Such a cgroup gets every online CPU/node instead - no confinement left - and empties once its tasks
+    are gone. Returns (plan, names of the files widened)."""
+    if not any(after == '' for _n, _b, after in plan) or not cgroup2.populated(cg):
+        return plan, []
+    out, widened = [], []
+    for name, before, after in plan:
+        if after == '' and name in ('cpuset.cpus', 'cpuset.mems'):
+            after = cpulib.format_cpulist(cpulib.online_cpus() if name == 'cpuset.cpus' else cpulib.online_nodes())
+            widened.append(name)
+            if after == before:
+                continue
+        out.append((name, before, after))
+    return out, widened
 
 
 def absent(ctx, result, cg, slice_name, key):
@@ -700,9 +856,9 @@ def absent(ctx, result, cg, slice_name, key):
     result['units_restart_required'] = [] if p['restart_units'] else restart
     result['restart_required'] = bool(result['units_restart_required'])
     result['removed'] = remove
-    ctx.runtime = plan
+    ctx.runtime = widen_instead_of_emptying(cg, plan)[0] if cur is not None else plan
     file_changes = write_files(ctx, files, check=True)
-    changed = bool(plan or file_changes or moves or remove or result['units_restarted'])
+    changed = bool(ctx.runtime or file_changes or moves or remove or result['units_restarted'])
 
     if ctx.check:
         result['cpus_effective'] = cur and cgroup2.read_opt(cg, 'cpuset.cpus.effective')
@@ -723,8 +879,15 @@ def absent(ctx, result, cg, slice_name, key):
     for u in result['units_restarted']:
         ctx.systemctl('restart', u)
         ctx.entries.append({'setting': 'restart:%s' % u, 'before': None, 'after': 'restarted'})
-    if plan:
-        apply_runtime(ctx, cg, plan, 'member')
+    plan, widened = widen_instead_of_emptying(cg, plan)
+    ctx.runtime = plan
+    kthreads = node_kthreads_before(plan, 'member')
+    apply_runtime(ctx, cg, plan)
+    reaffine(ctx, kthreads, result)
+    if widened:
+        ctx.module.warn('%s still has tasks and the kernel refuses to empty %s while it has (ENOSPC): set to every '
+                        'online CPU/node instead; restart its units out of it and run state=absent again to empty them'
+                        % (cg, ' and '.join(widened)))
     if remove:
         for d in [cg] + [x for x in reversed(orig.get('created_dirs') or []) if x != cg]:
             if d != cg and (not cgroup2.exists(d) or cgroup2.children(d) or cgroup2.procs(d)):
@@ -738,9 +901,24 @@ def absent(ctx, result, cg, slice_name, key):
         effm = cgroup2.read_opt(cg, 'cpuset.mems.effective')
         result['cpus_effective'] = cpulib.normalize_cpulist(eff) if eff is not None else None
         result['mems_effective'] = cpulib.normalize_cpulist(effm) if effm is not None else None
-    if rec:
+    if rec and not widened:
         statelib.forget_original(KIND, key, p['state_dir'])
     return changed
+
+
+def path_cgroup(p):
+    """(cgroup, originals key) of O(path). A path inside a unit cgroup is refused, except to undo a record
+    an older release made there (state=absent)."""
+    try:
+        cg = cgroup2.normalize_path(p['path'])
+    except cgroup2.CgroupError:
+        if p['state'] != 'absent' or not isinstance(p['path'], str):
+            raise
+        rel = p['path'][len(cgroup2.ROOT):] if p['path'].startswith(cgroup2.ROOT + '/') else p['path']
+        cg = cgroup2.ROOT + '/' + rel.strip('/')
+        if statelib.get_original(KIND, 'path:%s' % cg, p['state_dir']) is None:
+            raise
+    return cg, 'path:%s' % cg
 
 
 def run(module):
@@ -754,12 +932,12 @@ def run(module):
         if p['pids']:
             raise knob.KnobError('pids are only used with path (a slice gets services through units)', kind='invalid')
     else:
-        cg = cgroup2.normalize_path(p['path'])
-        key = 'path:%s' % cg
+        cg, key = path_cgroup(p)
         if p['units'] or p['restart_units']:
             raise knob.KnobError('units and restart_units are only used with slice', kind='invalid')
     result = {'changed': False, 'cgroup': cg, 'cpus': None, 'cpus_effective': None, 'mems_effective': None,
               'partition': None, 'created': False, 'removed': False, 'units_moved': [], 'units_restarted': [],
+              'kthreads_reaffined': [],
               'units_restart_required': [], 'restart_required': False, 'pids_moved': [], 'files': []}
     if slice_name:
         result['slice'] = slice_name

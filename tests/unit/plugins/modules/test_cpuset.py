@@ -1,14 +1,20 @@
 # -*- coding: utf-8 -*-
 from __future__ import absolute_import, division, print_function
 
+import errno
+import json
 import os
+import shutil
+import time
 
 import pytest
 
+from ansible_collections.medai.llmhost.plugins.module_utils import knob
 from ansible_collections.medai.llmhost.plugins.module_utils import state
 from ansible_collections.medai.llmhost.plugins.modules import cpuset
+from ansible_collections.medai.llmhost.plugins.module_utils import sched
 from ansible_collections.medai.llmhost.tests.unit.plugins.modules.sched_fakes import (
-    FakeCgroupFS, FakeSystemctl, ModuleRunner)
+    FakeCgroupFS, FakeSched, FakeSystemctl, ModuleRunner, make_proc)
 
 SLICE = 'llminference.slice'
 SCG = '/sys/fs/cgroup/llminference.slice'
@@ -22,6 +28,8 @@ INSTANCE = ETC + '/medai-cpuset-partition@llminference.slice.service.d/50-medai-
 @pytest.fixture
 def env(fake, monkeypatch, capsys):
     fcg = FakeCgroupFS(fake, monkeypatch)
+    fsched = FakeSched()
+    monkeypatch.setattr(sched, 'SYS', fsched)   # never the real affinity syscalls
     fcg.mk('/sys/fs/cgroup/system.slice', procs=[1])
     fcg.mk('/sys/fs/cgroup/system.slice/vllm.service', procs=[300])
     units = {'vllm.service': {'LoadState': 'loaded', 'ActiveState': 'active',
@@ -33,8 +41,17 @@ def env(fake, monkeypatch, capsys):
             if not os.path.isdir(fake.path(SCG)):
                 fcg.mk(SCG)
             units[SLICE]['ActiveState'] = 'active'
+        if args[0] == 'stop' and args[1] == SLICE:
+            if os.path.isdir(fake.path(SCG)) and not procs_below(fake, SCG):
+                shutil.rmtree(fake.path(SCG))
+            units[SLICE]['ActiveState'] = 'inactive'
         if args[0] == 'restart':
-            units[args[1]]['ControlGroup'] = '/llminference.slice/' + args[1]
+            # back into the slice while its Slice= drop-in (or the unit's own Slice=) says so
+            in_slice = os.path.exists(fake.path(ETC + '/%s.d/50-medai-llmhost-cpuset.conf' % args[1])) \
+                or units[args[1]].get('UnitSlice') == SLICE
+            rel = ('/llminference.slice/' if in_slice else '/system.slice/') + args[1]
+            units[args[1]]['ControlGroup'] = rel
+            move_proc(fake, fcg, int(units[args[1]].get('MainPID') or 0), '/sys/fs/cgroup' + rel)
         return 0, '', ''
     sc = FakeSystemctl(units=units, on_command=on_command)
     run = ModuleRunner(monkeypatch, capsys, sc)
@@ -42,9 +59,131 @@ def env(fake, monkeypatch, capsys):
     class Env(object):
         pass
     e = Env()
-    e.fake, e.cg, e.systemctl, e.units = fake, fcg, sc, units
+    e.fake, e.cg, e.systemctl, e.units, e.sched = fake, fcg, sc, units, fsched
     e.mod = lambda args, **kw: run(cpuset, args, **kw)
     return e
+
+
+def procs_below(fake, cg):
+    """Pids in cg or any cgroup below it (what the kernel calls populated)."""
+    out = []
+    for d, _dirs, names in os.walk(fake.path(cg)):
+        if 'cgroup.procs' in names:
+            with open(os.path.join(d, 'cgroup.procs')) as f:
+                out += f.read().split()
+    return out
+
+
+def sync_populated(fake):
+    for d, _dirs, names in os.walk(fake.path('/sys/fs/cgroup')):
+        if 'cgroup.events' in names:
+            rel = d[len(fake.root):]
+            with open(os.path.join(d, 'cgroup.events'), 'w') as f:
+                f.write('populated %d\nfrozen 0\n' % (1 if procs_below(fake, rel) else 0))
+
+
+def move_proc(fake, fcg, pid, cg):
+    """A process moving between cgroups outside the module (systemd starting a unit somewhere)."""
+    if not pid:
+        return
+    if not os.path.isdir(fake.path(cg)):
+        fcg.mk(cg)
+    old = '/sys/fs/cgroup' + (fake.read('/proc/%d/cgroup' % pid).strip()[3:].rstrip('/'))
+    if os.path.exists(fake.path(old + '/cgroup.procs')):
+        left = [x for x in fake.read(old + '/cgroup.procs').split() if x != str(pid)]
+        with open(fake.path(old + '/cgroup.procs'), 'w') as f:
+            f.write('\n'.join(left))
+    fcg.proc(pid, cg)
+    sync_populated(fake)
+
+
+class KernelRules(object):
+    """The cpuset rules the module has to live with, on top of FakeCgroupFS:
+    - ENOSPC for an empty cpuset.cpus/mems while the cgroup or one below it has tasks (validate_change);
+    - a partition change resets every non-per-CPU task of the root cgroup - kswapdN, kcompactdN - to the
+      root's effective CPUs (update_tasks_cpumask(&top_cpuset)), and the root's effective CPUs follow
+      the valid partitions."""
+
+    def __init__(self, env, monkeypatch):
+        self.env = env
+        self.inner = knob._write_file
+        self.kthreads = {}
+        monkeypatch.setattr(knob, '_write_file', self.write_file)
+        sync_populated(env.fake)
+
+    def add_kthreads(self, nodes):
+        """nodes: {node: cpulist}; kswapdN and kcompactdN start on their node's CPUs."""
+        f = self.env.fake
+        for node, cpus in nodes.items():
+            f.file('/sys/devices/system/node/node%d/cpulist' % node, cpus)
+            for i, comm in enumerate(('kswapd%d' % node, 'kcompactd%d' % node)):
+                pid = 40 + 2 * node + i
+                make_proc(f, self.env.sched, pid, comm, [], cgroup='/')
+                self.env.sched.threads[pid]['cpus'] = set(cpus_of(cpus))
+                self.kthreads[comm] = pid
+
+    def affinity(self, comm):
+        return cpulist(self.env.sched.threads[self.kthreads[comm]]['cpus'])
+
+    def write_file(self, hp, data):
+        f = self.env.fake
+        name = os.path.basename(hp)
+        cg = os.path.dirname(hp)[len(f.root):]
+        if name in ('cpuset.cpus', 'cpuset.mems') and data.strip() == '':
+            with open(hp) as fh:
+                if fh.read().strip() and procs_below(f, cg):
+                    raise OSError(errno.ENOSPC, 'No space left on device')
+        self.inner(hp, data)
+        if name == 'cpuset.cpus.partition':
+            self.repartition()
+
+    def repartition(self):
+        f = self.env.fake
+        taken = set()
+        for child in os.listdir(f.path('/sys/fs/cgroup')):
+            part = f.path('/sys/fs/cgroup/%s/cpuset.cpus.partition' % child)
+            if os.path.exists(part) and open(part).read().strip() in ('root', 'isolated'):
+                taken |= set(cpus_of(f.read('/sys/fs/cgroup/%s/cpuset.cpus' % child)))
+        eff = sorted(set(cpus_of(self.env.cg.online)) - taken)
+        hp = f.path('/sys/fs/cgroup/cpuset.cpus.effective')
+        os.chmod(hp, 0o644)
+        with open(hp, 'w') as fh:
+            fh.write(cpulist(eff) + '\n')
+        os.chmod(hp, 0o444)
+        for pid in self.kthreads.values():
+            self.env.sched.threads[pid]['cpus'] = set(eff)
+
+
+def cpus_of(text):
+    from ansible_collections.medai.llmhost.plugins.module_utils import facts
+    return facts.parse_cpulist(text)
+
+
+def cpulist(cpus):
+    from ansible_collections.medai.llmhost.plugins.module_utils import facts
+    return facts.format_cpulist(cpus)
+
+
+@pytest.fixture
+def kernel(env, monkeypatch):
+    return KernelRules(env, monkeypatch)
+
+
+def assert_nothing_written(env, subtree='cpu io memory pids', etc=False, cgroups=()):
+    """No cgroup dir, no subtree_control change, no drop-in, no originals.json, no journal."""
+    assert sorted(os.listdir(env.fake.path('/sys/fs/cgroup'))) == sorted(BASE_CGROUPS + list(cgroups) + [
+        n for n in os.listdir(env.fake.path('/sys/fs/cgroup')) if n.startswith(('cgroup.', 'cpuset.'))])
+    assert env.cg.read('/sys/fs/cgroup', 'cgroup.subtree_control') == subtree
+    assert os.path.exists(env.fake.path(ETC)) is etc
+    assert not os.path.exists(env.fake.path('/var/lib/medai-llmhost'))
+    assert not os.path.exists(env.fake.path('/var'))
+
+
+BASE_CGROUPS = ['system.slice']
+
+
+def assert_one_bounded_line(msg):
+    assert '\n' not in msg and len(msg) <= 300, msg
 
 
 def slice_args(**kw):
@@ -94,9 +233,9 @@ def test_housekeeping_min_zero_refused(env):
 
 
 @pytest.mark.parametrize('mems,msg', [
-    ('2', 'mems 2 names NUMA node(s) that do not exist or are offline: 2 (online nodes: 0-1)'),
-    ('0-3', 'mems 0-3 names NUMA node(s) that do not exist or are offline: 2-3 (online nodes: 0-1)'),
-    ('x', "invalid mems 'x'"),
+    ('2', "mems '2' names NUMA node(s) that do not exist or are offline: 2 (online nodes: 0-1)"),
+    ('0-3', "mems '0-3' names NUMA node(s) that do not exist or are offline: 2-3 (online nodes: 0-1)"),
+    ('x', "invalid mems 'x': invalid number 'x'"),
 ])
 def test_nonexistent_node_refused(env, mems, msg):
     res = env.mod(dict(path='llm', cpus='2-3', mems=mems))
@@ -106,7 +245,7 @@ def test_nonexistent_node_refused(env, mems, msg):
 
 def test_offline_cpu_refused(env):
     res = env.mod(dict(path='llm', cpus='6-9'))
-    assert res['failed'] and res['msg'] == 'cpus 6-9 include CPUs that are not online: 8-9 (online: 0-7)'
+    assert res['failed'] and res['msg'] == "cpus '6-9' include CPUs that are not online: 8-9 (online: 0-7)"
 
 
 def test_path_mode_creates_enables_and_moves(env):
@@ -154,31 +293,79 @@ def test_path_absent_moves_back_and_removes(env):
     assert env.mod(dict(path='bench/engine', state='absent'))['changed'] is False
 
 
-def test_partition_invalid_reason_surfaced_and_reverted(env):
+def test_partition_invalid_sets_everything_back(env):
+    """The kernel marks the new partition 'root invalid': the cgroups made, +cpuset enabled and the
+    record are all gone again; one line with the kernel's reason; no journal."""
     env.cg.invalid_reason = 'Cpu list in cpuset.cpus not exclusive'
-    res = env.mod(dict(path='llm', cpus='2-3', partition='root'))
+    res = env.mod(dict(path='bench/engine', cpus='2-3', partition='root'))
     assert res['failed']
-    assert res['msg'] == ("cpuset.cpus.partition of /sys/fs/cgroup/llm reads 'root invalid (Cpu list in cpuset.cpus "
-                          "not exclusive)': the kernel refused the root partition: Cpu list in cpuset.cpus not "
-                          "exclusive; reverted it to member")
-    assert env.cg.read('/sys/fs/cgroup/llm', 'cpuset.cpus.partition') == 'member'
+    assert res['msg'] == ("cpuset.cpus.partition of /sys/fs/cgroup/bench/engine reads 'root invalid (Cpu list in "
+                          "cpuset.cpus not exclusive)': the kernel refused the root partition; all set back")
+    assert res['details']['reason'] == 'Cpu list in cpuset.cpus not exclusive'
+    assert env.cg.removed == ['/sys/fs/cgroup/bench/engine', '/sys/fs/cgroup/bench']
+    assert_nothing_written(env)
+    assert ('/sys/fs/cgroup/cgroup.subtree_control', '-cpuset') in env.fake.writes
 
 
-def test_partition_invalid_nested_slice_hint(env):
+def test_partition_invalid_existing_cgroup_values_restored(env):
+    env.fake.file('/sys/fs/cgroup/cgroup.subtree_control', 'cpuset cpu io memory pids')
+    env.cg.mk('/sys/fs/cgroup/llm', cpus='1-2', mems='0')
+    env.cg.invalid_reason = 'Cpu list in cpuset.cpus not exclusive'
+    res = env.mod(dict(path='llm', cpus='2-3', mems='1', partition='isolated'))
+    assert res['failed'] and res['msg'].endswith('the kernel refused the isolated partition; all set back')
+    assert [env.cg.read('/sys/fs/cgroup/llm', f) for f in ('cpuset.cpus', 'cpuset.mems', 'cpuset.cpus.partition')] \
+        == ['1-2', '0', 'member']
+    assert_nothing_written(env, subtree='cpuset cpu io memory pids', cgroups=['llm'])
+    assert os.path.isdir(env.fake.path('/sys/fs/cgroup/llm')) and env.cg.removed == []
+
+
+def test_partition_invalid_nested_slice_hint_and_set_back(env):
     env.cg.invalid_reason = 'Parent is not a partition root'
     env.units['llm-inference.slice'] = {'LoadState': 'loaded', 'ActiveState': 'inactive', 'ControlGroup': ''}
 
     def on_command(args):
-        if args[0] == 'start':
+        if args[:2] == ['start', 'llm-inference.slice']:
             env.cg.mk('/sys/fs/cgroup/llm.slice')
             env.cg.mk('/sys/fs/cgroup/llm.slice/llm-inference.slice')
+        if args[:2] == ['stop', 'llm-inference.slice']:
+            shutil.rmtree(env.fake.path('/sys/fs/cgroup/llm.slice'))
         return 0, '', ''
     env.systemctl.on_command = on_command
-    res = env.mod(dict(slice='llm-inference.slice', cpus='4-7', partition='isolated'))
+    res = env.mod(dict(slice='llm-inference.slice', cpus='4-7', partition='isolated', units=['vllm']))
     assert res['failed']
-    assert "reads 'isolated invalid (Parent is not a partition root)'" in res['msg']
-    assert 'the parent /sys/fs/cgroup/llm.slice is not a partition root: use a top-level slice' in res['msg']
-    assert env.cg.read('/sys/fs/cgroup/llm.slice/llm-inference.slice', 'cpuset.cpus.partition') == 'member'
+    assert res['msg'] == ("cpuset.cpus.partition of /sys/fs/cgroup/llm.slice/llm-inference.slice reads 'isolated "
+                          "invalid (Parent is not a partition root)': the kernel refused the isolated partition (parent "
+                          "/sys/fs/cgroup/llm.slice is no partition root: systemd nests slices at each '-'; use a "
+                          "top-level slice); all set back")
+    assert_one_bounded_line(res['msg'])
+    # drop-ins and the partition unit written, then removed again; the slice started, then stopped
+    assert env.systemctl.mutating() == [['daemon-reload'], ['start', 'llm-inference.slice'],
+                                        ['stop', 'llm-inference.slice'], ['daemon-reload']]
+    assert_nothing_written(env)
+
+
+def test_partition_invalid_slice_mode_restores_existing_dropins(env):
+    env.fake.file(SLICE_DROPIN, '# old\n[Slice]\nAllowedCPUs=6-7\n', mode=0o640)
+    env.cg.invalid_reason = 'Cpu list in cpuset.cpus not exclusive'
+    res = env.mod(slice_args())
+    assert res['failed'] and res['msg'].endswith('; all set back')
+    assert env.fake.read(SLICE_DROPIN) == '# old\n[Slice]\nAllowedCPUs=6-7\n'
+    assert os.stat(env.fake.path(SLICE_DROPIN)).st_mode & 0o777 == 0o640
+    for f in (UNIT_DROPIN, TEMPLATE, INSTANCE):
+        assert not os.path.exists(env.fake.path(f)), f
+    assert not os.path.exists(env.fake.path(ETC + '/vllm.service.d'))
+    assert not os.path.exists(env.fake.path('/var/lib/medai-llmhost'))
+
+
+def test_partition_overlapping_another_refused_before_writing(env):
+    env.fake.file('/sys/fs/cgroup/cgroup.subtree_control', 'cpuset cpu io memory pids')
+    env.cg.mk('/sys/fs/cgroup/batch', cpus='0-3', partition='root')
+    for check in (True, False):
+        res = env.mod(dict(path='llm', cpus='3-4', partition='root'), check=check)
+        assert res['failed'] and res['msg'] == ("cpus '3-4' overlap the partition /sys/fs/cgroup/batch (CPUs 3): a root "
+                                                "partition needs CPUs no other partition holds")
+    assert env.fake.writes == [] and not os.path.exists(env.fake.path('/sys/fs/cgroup/llm'))
+    assert env.mod(dict(path='llm', cpus='3-4'))['changed']   # a member may share CPUs
 
 
 def test_slice_dropins_and_partition_unit(env):
@@ -241,7 +428,7 @@ def test_check_mode_writes_nothing(env):
     assert env.fake.writes == []
 
 
-def test_slice_absent(env):
+def test_slice_absent(env, kernel):
     env.mod(slice_args(restart_units=True))
     inst = 'medai-cpuset-partition@llminference.slice.service'
     env.units[inst] = {'LoadState': 'loaded', 'ActiveState': 'active'}
@@ -253,10 +440,81 @@ def test_slice_absent(env):
     assert res['units_moved'] == ['vllm.service']   # recorded when applied
     assert res['restart_required'] is True and res['units_restart_required'] == ['vllm.service']
     assert res['partition'] == 'member'
-    assert env.cg.read(SCG, 'cpuset.cpus') == '' and env.cg.read(SCG, 'cpuset.mems') == ''
     assert res['removed'] is False and os.path.isdir(env.fake.path(SCG))  # systemd owns the slice's cgroup
     again = env.mod(dict(slice=SLICE, state='absent', restart_units=True, units=['vllm']))
     assert again['units_restarted'] == ['vllm.service']  # still running in the slice: restarted out of it
+    assert env.cg.read(SCG, 'cpuset.cpus') == '' and env.cg.read(SCG, 'cpuset.mems') == ''
+    assert state.get_original('cpuset', 'slice:' + SLICE) is None
+
+
+def test_slice_absent_with_live_service_dissolves_partition(env, kernel):
+    """rollback.yml on a host tuned by site.yml: vllm.service runs in the partition (its unit file has
+    Slice=), cpuset state=absent without restarts. The kernel refuses an empty cpuset.cpus there (ENOSPC);
+    the partition is dissolved first and the slice gets every online CPU/node instead."""
+    env.units['vllm.service']['UnitSlice'] = SLICE
+    env.mod(slice_args(restart_units=True))
+    assert env.fake.read('/proc/300/cgroup').strip() == '0::/llminference.slice/vllm.service'
+    with pytest.raises(knob.KnobError, match="writing '' to .*cpuset.cpus failed: .*No space left on device"):
+        knob.write_raw(SCG + '/cpuset.cpus', '')
+    n = len(env.fake.writes)
+    res = env.mod(dict(slice=SLICE, state='absent'))
+    assert not res.get('failed'), res.get('msg')
+    writes = [(w[0].rsplit('/', 1)[1], w[1]) for w in env.fake.writes[n:] if w[0].startswith(SCG + '/')]
+    assert writes == [('cpuset.cpus.partition', 'member'), ('cpuset.cpus', '0-7'), ('cpuset.mems', '0-1')]
+    assert (res['partition'], res['cpus_effective'], res['mems_effective']) == ('member', '0-7', '0-1')
+    assert any('refuses to empty cpuset.cpus and cpuset.mems while it has (ENOSPC)' in w for w in res['warnings'])
+    for f in (SLICE_DROPIN, UNIT_DROPIN, TEMPLATE, INSTANCE):
+        assert not os.path.exists(env.fake.path(f)), f
+    assert state.get_original('cpuset', 'slice:' + SLICE) is not None   # not finished: the next rollback ends it
+    again = env.mod(dict(slice=SLICE, state='absent'))
+    assert again['changed'] is False and not again.get('failed')
+    # once the service has left the slice, the cpuset empties and the record goes
+    env.units['vllm.service']['UnitSlice'] = None
+    last = env.mod(dict(slice=SLICE, state='absent', units=['vllm'], restart_units=True))
+    assert last['units_restarted'] == ['vllm.service'] and last['warnings'] == []
+    assert env.cg.read(SCG, 'cpuset.cpus') == '' and env.cg.read(SCG, 'cpuset.mems') == ''
+    assert state.get_original('cpuset', 'slice:' + SLICE) is None
+
+
+def test_partition_keeps_node_kthreads_on_their_nodes(env, kernel):
+    """The kernel resets kswapdN/kcompactdN to the root's CPUs on every partition change; the module puts
+    those that were on their node's CPUs back (journalled), and leaves an operator's choice alone."""
+    kernel.add_kthreads({0: '0-3', 1: '4-7'})
+    env.sched.threads[kernel.kthreads['kcompactd0']]['cpus'] = {0, 1}   # an operator's choice
+    res = env.mod(dict(path='llm', cpus='6-7', partition='root'))
+    # the kernel moved all four to the root's CPUs 0-5
+    assert res['changed'] and res['kthreads_reaffined'] == ['kswapd0', 'kswapd1', 'kcompactd1']
+    assert [kernel.affinity(k) for k in ('kswapd0', 'kcompactd0', 'kswapd1', 'kcompactd1')] == \
+        ['0-3', '0-5', '4-5', '4-5']   # kcompactd0: the kernel's reset stands (it was not node-affine)
+    res = env.mod(dict(path='llm', state='absent'))
+    assert res['kthreads_reaffined'] == ['kswapd0', 'kswapd1', 'kcompactd1']
+    assert [kernel.affinity(k) for k in ('kswapd0', 'kcompactd0', 'kswapd1', 'kcompactd1')] == \
+        ['0-3', '0-7', '4-7', '4-7']
+    entries = [e for e in state.read_journal() if e['setting'].startswith('affinity:')]
+    assert [(e['setting'], e['before'], e['after']) for e in entries] == [
+        ('affinity:kswapd0', '0-5', '0-3'), ('affinity:kswapd1', '0-5', '4-5'), ('affinity:kcompactd1', '0-5', '4-5'),
+        ('affinity:kswapd0', '0-7', '0-3'), ('affinity:kswapd1', '0-7', '4-7'), ('affinity:kcompactd1', '0-7', '4-7')]
+
+
+def test_partition_on_a_whole_node_then_dissolved(env, kernel):
+    """The lab case (6.1: node 1 = CPUs 2-3 made a partition, then dissolved): kswapd1 sits where the kernel
+    put it while its node is all partitioned, and goes home when the partition goes."""
+    kernel.add_kthreads({0: '0-3', 1: '4-7'})
+    res = env.mod(dict(path='llm', cpus='4-7', partition='root'))
+    assert res['kthreads_reaffined'] == [] and kernel.affinity('kswapd1') == '0-3'
+    res = env.mod(dict(path='llm', state='absent'))
+    assert sorted(res['kthreads_reaffined']) == ['kcompactd0', 'kcompactd1', 'kswapd0', 'kswapd1']
+    assert [kernel.affinity(k) for k in ('kswapd0', 'kcompactd0', 'kswapd1', 'kcompactd1')] == \
+        ['0-3', '0-3', '4-7', '4-7']
+
+
+def test_partition_invalid_restores_kthread_affinity(env, kernel):
+    kernel.add_kthreads({0: '0-3', 1: '4-7'})
+    env.cg.invalid_reason = 'Cpu list in cpuset.cpus not exclusive'
+    res = env.mod(dict(path='llm', cpus='6-7', partition='root'))
+    assert res['failed'] and res['msg'].endswith('all set back')
+    assert [kernel.affinity(k) for k in ('kswapd0', 'kswapd1')] == ['0-3', '4-7']
+    assert not os.path.exists(env.fake.path('/var/lib/medai-llmhost'))
 
 
 def test_unit_not_found(env):
@@ -266,10 +524,10 @@ def test_unit_not_found(env):
 
 
 @pytest.mark.parametrize('args,msg', [
-    (dict(slice='bad name.slice', cpus='1'), "invalid slice name 'bad name.slice'"),
+    (dict(slice='bad name.slice', cpus='1'), "invalid slice 'bad name.slice': expected a systemd slice name"),
     (dict(slice=SLICE, cpus='1', pids=[1]), 'pids are only used with path'),
     (dict(path='llm', cpus='1', units=['x']), 'units and restart_units are only used with slice'),
-    (dict(path='/sys/fs/cgroup/../etc', cpus='1'), 'contains "." or ".."'),
+    (dict(path='/sys/fs/cgroup/../etc', cpus='1'), 'has an empty, "." or ".." component: refused'),
     (dict(path='/sys/fs/cgroup', cpus='1'), 'is the root cgroup'),
     (dict(path='llm'), 'cpus is required with state=present'),
     (dict(path='llm', cpus='1', pids=[999999]), 'pid 999999 does not exist'),
@@ -278,3 +536,90 @@ def test_argument_refusals(env, args, msg):
     res = env.mod(args)
     assert res['failed'] and msg in res['msg']
     assert env.fake.writes == []
+
+
+BIG = 'x' * 10000
+
+
+@pytest.mark.parametrize('args,msg', [
+    (dict(cpus='0-4294967295'), "invalid cpus '0-4294967295': number '4294967295' is out of range: at most 8191"),
+    (dict(cpus='2-3', mems='0-4294967295'), "invalid mems '0-4294967295': number '4294967295' is out of range: at most 1023"),
+    (dict(cpus='1,' + '9' * 5000), "invalid cpus '1,99999999"),
+    (dict(cpus='0-3:1/2'), "invalid cpus '0-3:1/2': expected a list like 0-3,8,10-11 (no stride, N or (null))"),
+])
+@pytest.mark.parametrize('check', [False, True])
+def test_cpulists_bounded_before_expansion(env, args, msg, check):
+    start = time.time()
+    res = env.mod(dict(path='llm', **args), check=check)
+    assert time.time() - start < 5
+    assert res['failed'] and res['msg'].startswith(msg), res['msg']
+    assert_one_bounded_line(res['msg'])
+    assert env.fake.writes == []
+    assert_nothing_written(env)
+
+
+def test_cpulists_bounded_by_possible_cpus_and_nodes(env):
+    env.fake.file('/sys/devices/system/cpu/possible', '0-15')
+    env.fake.file('/sys/devices/system/node/possible', '0-3')
+    res = env.mod(dict(path='llm', cpus='0-4294967295'))
+    assert res['msg'] == "invalid cpus '0-4294967295': number '4294967295' is out of range: at most 15"
+    res = env.mod(dict(path='llm', cpus='12-13'))   # possible, not online
+    assert res['msg'] == "cpus '12-13' include CPUs that are not online: 12-13 (online: 0-7)"
+    res = env.mod(dict(path='llm', cpus='2', mems='0-9'))
+    assert res['msg'] == "invalid mems '0-9': number '9' is out of range: at most 3"
+    assert_nothing_written(env)
+
+
+@pytest.mark.parametrize('path,msg', [
+    ('system.slice/vllm.service/engine', "path 'system.slice/vllm.service/engine' is inside the unit cgroup "
+     "'vllm.service', which systemd owns"),
+    ('/sys/fs/cgroup/system.slice/vllm.service', "is inside the unit cgroup 'vllm.service'"),
+    ('init.scope', "path 'init.scope' is inside the unit cgroup 'init.scope'"),
+    ('init.scope/x', "is inside the unit cgroup 'init.scope'"),
+    ('user.slice/user-1000.slice/session-1.scope/bench', "is inside the unit cgroup 'session-1.scope'"),
+    ('dev-hugepages.mount/x', "is inside the unit cgroup 'dev-hugepages.mount'"),
+    ('a.socket', "unit cgroup 'a.socket'"),
+    ('dev-sda2.swap', "unit cgroup 'dev-sda2.swap'"),
+    ('bench//engine', "path 'bench//engine' has an empty, \".\" or \"..\" component: refused"),
+    ('bench/engine//', 'has an empty'),
+    ('bench/./x', 'has an empty'),
+    ('bench/../init.scope', 'has an empty'),
+    ('bench/en\ngine', "path 'bench/en\\ngine': component 'en\\ngine' is not a cgroup name"),
+    ('bench/a b', "component 'a b' is not a cgroup name"),
+    ('bench/' + 'y' * 256, 'is not a cgroup name'),
+    ('bench/' + BIG, "path 'bench/xxxxxxxx"),
+    ('bench/cgroup.procs', 'names a cgroup interface file'),
+    ('/sys/fs/cgroup/', 'is the root cgroup'),
+])
+@pytest.mark.parametrize('check', [False, True])
+def test_path_refusals(env, path, msg, check):
+    res = env.mod(dict(path=path, cpus='2-3'), check=check)
+    assert res['failed'] and msg in res['msg'], res['msg']
+    assert_one_bounded_line(res['msg'])
+    assert env.fake.writes == [] and env.systemctl.mutating() == []
+    assert_nothing_written(env)
+
+
+@pytest.mark.parametrize('name', ['a/b.slice', 'llm.slice\n', 'llminference', '-.slice', 'llm--x.slice',
+                                  '-llm.slice', 'llm.slice/../../x.slice', BIG + '.slice', 'llm inference.slice',
+                                  'vllm.service'])
+def test_slice_name_refusals(env, name):
+    res = env.mod(dict(slice=name, cpus='2-3'), check=True)
+    assert res['failed'] and res['msg'].startswith('invalid slice ') and 'expected a systemd slice name' in res['msg']
+    assert_one_bounded_line(res['msg'])
+    assert env.systemctl.commands == [] and env.fake.writes == []
+
+
+def test_absent_undoes_a_path_recorded_inside_a_unit_cgroup(env):
+    """A record an older release made inside a unit cgroup can still be rolled back; nothing else can."""
+    cg = '/sys/fs/cgroup/system.slice/vllm.service/engine'
+    env.fake.file('/sys/fs/cgroup/system.slice/vllm.service/cpuset.cpus.effective', '0-7')
+    env.fake.file('/sys/fs/cgroup/system.slice/vllm.service/cpuset.mems.effective', '0-1')
+    env.cg.mk(cg, cpus='2-3', cpuset=True)
+    state.record_original('cpuset', 'path:' + cg, {'created': False, 'cpus': '', 'mems': None, 'partition': 'member',
+                                                   'units': [], 'pids': {}}, 'test')
+    res = env.mod(dict(path=cg, state='absent'))
+    assert not res.get('failed') and res['changed'], res.get('msg')
+    assert state.get_original('cpuset', 'path:' + cg) is None
+    res = env.mod(dict(path=cg, state='absent'))
+    assert res['failed'] and 'inside the unit cgroup' in res['msg']
