@@ -31,8 +31,8 @@ description:
   - Values before the first change are recorded in the originals store; O(state=absent) restores them and
     removes the devices' (or the pattern's) rules.
   - Every parameter is checked before the first change (no module load, knob, record, journal line or rule is
-    written for a refused request): device names and patterns may hold only what a kernel block-device name and a
-    glob on it can (letters, digits and C(_ . : ! -), plus C(* ? [ ]) in O(pattern)); C(/dev/disk/by-*) links also
+    written for a refused request). Device names and patterns may hold only what a kernel block-device name and a
+    glob on it can (letters, digits and C(_.:!-), plus C(*?[]) in O(pattern)); C(/dev/disk/by-*) links also
     C(+ @ = , \\). So no quote, comma or C(RUN+=)/C(PROGRAM=) can reach the udev rule.
 author:
   - medai.llmhost contributors (@medai-llmhost)

@@ -22,7 +22,7 @@ description:
     that moved or never existed (for example C(/proc/sys/kernel/sched_latency_ns),
     C(/sys/module/zswap/parameters/comp_algorithm), C(/proc/sys/vm/vmstat_refresh)), what to use instead.
   - Paths are resolved before use; C(..) components and symlinks that leave C(/sys) or C(/proc/sys) are refused.
-  - Action files are not knobs and are refused: files that trigger something when written instead of holding a
+  - Action files are not knobs and are refused. These are files that trigger something when written instead of holding a
     setting, such as everything under C(/sys/power) (C(state) suspends the host, C(disk) and C(resume) hibernate or
     resume, C(wakeup_count), C(autosleep)), C(/sys/firmware), C(/proc/sys/fs/binfmt_misc),
     C(/proc/sys/vm/drop_caches), C(/proc/sys/vm/compact_memory), C(/proc/sys/vm/stat_refresh), the route C(flush)
@@ -30,8 +30,8 @@ description:
     cgroup triggers named C(delete), C(remove), C(rescan), C(scan), C(reset), C(bind), C(unbind), C(new_id),
     C(remove_id), C(drivers_probe), C(uevent), C(reset_controller), C(rescan_controller), C(delete_controller),
     C(export), C(unexport), C(cgroup.kill), C(cgroup.procs), C(cgroup.threads), C(tasks). Besides this list, any
-    file without read permission is a trigger (write-only: its value cannot be read back) and is refused.
-  - Values are one line: a value with a newline or another control character is refused (not flattened), and so
+    file without read permission is a trigger (write-only, its value cannot be read back) and is refused.
+  - Values are one line; a value with a newline or another control character is refused (not flattened), and so
     is anything a persistence file's syntax cannot hold (see O(persist)).
   - Numbers with safe upper bounds (the kernel's own limit would leave the host without free memory) are refused
     above them unless O(force=true). C(vm.min_free_kbytes) at most 5 % of C(MemTotal) (C(/proc/meminfo)); the kernel
@@ -74,9 +74,9 @@ options:
         grub-mkconfig or grubby). Knobs without a command-line equivalent fail before anything is changed.
         RV(reboot_required) tells whether the running command line differs.
       - Only lines owned by the collection are touched; lines written by the site or other tools stay.
-      - What goes into these files is checked against their syntax before anything is written (also in check mode):
+      - What goes into these files is checked against their syntax before anything is written (also in check mode),
         a sysctl name without glob, one-line values, no C(%) or backslash in a tmpfiles.d value (systemd-tmpfiles
-        expands them), and only letters, digits and C(_ . , : + = / @ -) in a kernel command-line value.
+        expands them), and only letters, digits and C(_.,:+=/@-) in a kernel command-line value.
     type: str
     choices: [none, tmpfiles, sysctl, cmdline]
     default: none
