@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) medai.llmhost contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The CPU layout of an inference host, computed once from llmhost_facts: the scheduling role (partition) and
+the vllm role (CPUAffinity, numactl, container cpuset) both take it from here, so they cannot disagree about
+which CPUs are housekeeping."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+name: cpu_layout
+short_description: CPU layout of an inference host (housekeeping CPUs, the inference CPUs, memory nodes)
+version_added: 0.1.0
+description:
+  - Input is C(ansible_facts.llmhost) (M(medai.llmhost.llmhost_facts), subset C(numa)).
+  - Housekeeping CPUs are O(housekeeping_cpus) when given, else the first O(housekeeping_count) online CPUs.
+  - The inference CPUs are O(cpus) when given, else the CPUs of O(nodes) minus the housekeeping CPUs (all online CPUs
+    on a host without NUMA information).
+  - Returns C(online), C(nodes), C(node_cpus), C(housekeeping), C(cpus) (lists of ints), C(cpulist) and
+    C(housekeeping_cpulist) (kernel format, C(2-3,6)), C(mems) (C(1) or C(0,1)) and C(errors) (one bounded line each;
+    a list that cannot be parsed leaves C(cpus) empty).
+author:
+  - medai.llmhost contributors (@medai-llmhost)
+positional: _input
+options:
+  _input:
+    description: C(ansible_facts.llmhost).
+    type: dict
+    required: true
+  nodes:
+    description: NUMA node ids the inference service follows (the GPUs' nodes, or an override).
+    type: list
+    elements: int
+    default: []
+  housekeeping_cpus:
+    description: Explicit housekeeping CPUs (cpulist string or list of ints); empty or null to use O(housekeeping_count).
+    type: raw
+  housekeeping_count:
+    description: How many of the first online CPUs are housekeeping when O(housekeeping_cpus) is empty.
+    type: int
+    default: 2
+  cpus:
+    description: Explicit inference CPUs (cpulist string or list of ints); empty or null for the computed ones.
+    type: raw
+'''
+
+EXAMPLES = r'''
+- name: The layout both roles use
+  ansible.builtin.set_fact:
+    layout: >-
+      {{ ansible_facts.llmhost | medai.llmhost.cpu_layout(nodes=[1], housekeeping_count=3) }}
+'''
+
+RETURN = r'''
+_value:
+  description: The layout (see the description).
+  type: dict
+'''
+
+from ansible_collections.medai.llmhost.plugins.module_utils import facts as mfacts
+
+
+def _cpus(value, what, errors):
+    """A cpulist string or a list of ints -> sorted list of ints; [] (and an error) when it cannot be read."""
+    if value is None or value == '' or value == []:
+        return []
+    if isinstance(value, (list, tuple)):
+        text = ','.join(str(v) for v in value)
+    else:
+        text = ','.join(str(value).split())  # white space separates too (systemd style)
+    try:
+        return mfacts.parse_cpulist(text)
+    except ValueError as e:
+        errors.append('%s: %s' % (what, e))
+        return []
+
+
+def cpu_layout(llmhost, nodes=None, housekeeping_cpus=None, housekeeping_count=2, cpus=None):
+    numa = (llmhost or {}).get('numa') or {}
+    online = sorted(int(c) for c in numa.get('online_cpus') or [])
+    node_map = dict((int(n['id']), sorted(int(c) for c in n.get('cpus') or [])) for n in numa.get('nodes') or [])
+    nodes = sorted(set(int(n) for n in nodes or []))
+    errors = []
+    missing = [n for n in nodes if node_map and n not in node_map]
+    if missing:
+        errors.append('NUMA node(s) %s do not exist (nodes: %s)' % (mfacts.format_cpulist(missing),
+                                                                  mfacts.format_cpulist(node_map)))
+    if node_map and nodes:
+        node_cpus = sorted(set(c for n in nodes for c in node_map.get(n, [])))
+    else:
+        node_cpus = list(online)
+    housekeeping = _cpus(housekeeping_cpus, 'housekeeping CPUs', errors)
+    if not housekeeping and housekeeping_cpus in (None, '', []):
+        count = int(housekeeping_count)
+        if count < 1:
+            errors.append('housekeeping_count must be at least 1 (the system needs a CPU), got %d' % count)
+        housekeeping = online[:max(count, 0)]
+    chosen = _cpus(cpus, 'cpus', errors)
+    if not chosen and cpus in (None, '', []):
+        chosen = [c for c in node_cpus if c not in housekeeping]
+    offline = [c for c in housekeeping + chosen if online and c not in online]
+    if offline:
+        errors.append('CPU(s) %s are not online (online: %s)' % (mfacts.format_cpulist(offline),
+                                                                mfacts.format_cpulist(online)))
+    return {'online': online, 'nodes': nodes, 'node_cpus': node_cpus, 'housekeeping': housekeeping,
+            'cpus': chosen, 'cpulist': mfacts.format_cpulist(chosen),
+            'housekeeping_cpulist': mfacts.format_cpulist(housekeeping),
+            'mems': ','.join(str(n) for n in nodes), 'errors': errors}
+
+
+class FilterModule(object):
+    def filters(self):
+        return {'cpu_layout': cpu_layout}
