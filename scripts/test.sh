@@ -157,7 +157,7 @@ wait_images() {
   [ -n "$IMAGES_PGID" ] || return 0
   local t=$EPOCHREALTIME rc secs
   echo "+ waiting for the lab images (log: ${LOG_DIR#"$ROOT"/}/images.log)"
-  while [ ! -s "$IMAGES_RC" ] && kill -0 -- "-$IMAGES_PGID" 2>/dev/null; do sleep 2; done
+  while [ ! -s "$IMAGES_RC" ] && kill -0 -- "-$IMAGES_PGID" 2>/dev/null; do sleep 1; done
   read -r rc secs <"$IMAGES_RC" 2>/dev/null || rc="none (the build ended without a status)"
   if [ "$rc" != 0 ]; then
     tail -n 40 "$LOG_DIR/images.log"
