@@ -750,9 +750,12 @@ def present(ctx, result, cg, slice_name, key):
             write_files(ctx, files, check=False)
             ctx.systemctl('daemon-reload')
         if slice_start:
+            # systemd starts the parent slices too ('-' nests): those not running before are stopped on set-back
+            started = [os.path.basename(a) for a in cgroup2.ancestors(cg)[1:] if not cgroup2.exists(a)]
+            started += [slice_name] if cur is None else []
             ctx.systemctl('start', slice_name)
-            if cur is None:
-                setback.add('start %s' % slice_name, lambda: ctx.systemctl('stop', slice_name))
+            for unit in started:
+                setback.add('start %s' % unit, lambda unit=unit: ctx.systemctl('stop', unit))
             ctx.entries.append({'setting': 'start:%s' % slice_name, 'before': None, 'after': 'started'})
         if not cgroup2.exists(cg):
             made, enabled = cgroup2.create(cg)

@@ -328,6 +328,8 @@ def test_partition_invalid_nested_slice_hint_and_set_back(env):
             env.cg.mk('/sys/fs/cgroup/llm.slice')
             env.cg.mk('/sys/fs/cgroup/llm.slice/llm-inference.slice')
         if args[:2] == ['stop', 'llm-inference.slice']:
+            shutil.rmtree(env.fake.path('/sys/fs/cgroup/llm.slice/llm-inference.slice'))
+        if args[:2] == ['stop', 'llm.slice']:   # systemd started the parent slice too
             shutil.rmtree(env.fake.path('/sys/fs/cgroup/llm.slice'))
         return 0, '', ''
     env.systemctl.on_command = on_command
@@ -340,7 +342,7 @@ def test_partition_invalid_nested_slice_hint_and_set_back(env):
     assert_one_bounded_line(res['msg'])
     # drop-ins and the partition unit written, then removed again; the slice started, then stopped
     assert env.systemctl.mutating() == [['daemon-reload'], ['start', 'llm-inference.slice'],
-                                        ['stop', 'llm-inference.slice'], ['daemon-reload']]
+                                        ['stop', 'llm-inference.slice'], ['stop', 'llm.slice'], ['daemon-reload']]
     assert_nothing_written(env)
 
 
