@@ -12,6 +12,7 @@
 #   and other people's lab VMs on the same machine are not touched.
 # - On SIGINT/SIGTERM: molecule (run in its own process group) gets SIGTERM at once, up to
 #   MEDAI_STOP_GRACE seconds (default 20) to stop, then SIGKILL; then the VMs are stopped as above.
+#   An image build gets MEDAI_IMAGE_STOP_GRACE (default 150): mmdebstrap must unmount /proc, /sys, /dev first.
 # - Exit status: non-zero if any scenario failed. Prints one timed line per scenario.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -35,6 +36,7 @@ if [ "${1:-}" = "--images" ]; then images_only=1; shift; fi
 
 export MEDAI_LAB_OWNER=${MEDAI_LAB_OWNER:-molecule-$$}
 STOP_GRACE=${MEDAI_STOP_GRACE:-20}
+[ "$images_only" = 0 ] || STOP_GRACE=${MEDAI_IMAGE_STOP_GRACE:-150}
 CHILD_PGID=""   # the running molecule's process group (own group: see run_in_group)
 # shellcheck disable=SC2317  # invoked by the trap below
 cleanup() {

@@ -26,7 +26,8 @@
 # (counting stages; SKIP counts as neither);
 # exits non-zero if any stage failed. A summary is also written to tests/output/test-summary.tsv.
 # On SIGINT/SIGTERM the running stage's own process group and the image builds (started by this script) get
-# SIGTERM; after they end (at most MEDAI_STOP_GRACE + 15 s, default 35 s, then SIGKILL) every lab VM this run
+# SIGTERM; after they end (at most MEDAI_STOP_GRACE + 15 s, default 35 s, then SIGKILL; an image build that is
+# still running gets MEDAI_IMAGE_STOP_GRACE + 15 s, default 165 s, to unmount its chroot) every lab VM this run
 # started is stopped: all VMs are tagged MEDAI_LAB_OWNER=$MEDAI_LAB_RUN/<scenario|images> (MEDAI_LAB_RUN
 # defaults to test.sh-<pid>) and `scripts/lab.py down --owner-prefix $MEDAI_LAB_RUN/` ends the run (also
 # after a normal end). Other people's VMs are never touched. Then the summary, and a non-zero exit.
@@ -233,11 +234,10 @@ reap_group() {
 
 # After the stages (and after a signal): nothing this run started outlives it.
 stop_run() {
-  local pgid
-  if [ "$INTERRUPTED" = 1 ]; then
-    for pgid in $LAST_STAGE_PGID $IMAGES_PGID; do reap_group "$pgid" $((STOP_GRACE + 15)); done
-  elif [ -n "$IMAGES_PGID" ] && kill -0 -- "-$IMAGES_PGID" 2>/dev/null; then
-    kill -s TERM -- "-$IMAGES_PGID" 2>/dev/null; reap_group "$IMAGES_PGID" $((STOP_GRACE + 15))
+  if [ "$INTERRUPTED" = 1 ] && [ -n "$LAST_STAGE_PGID" ]; then reap_group "$LAST_STAGE_PGID" $((STOP_GRACE + 15)); fi
+  if [ -n "$IMAGES_PGID" ] && [ ! -s "$IMAGES_RC" ]; then   # still building (no status yet)
+    kill -s TERM -- "-$IMAGES_PGID" 2>/dev/null
+    reap_group "$IMAGES_PGID" $((${MEDAI_IMAGE_STOP_GRACE:-150} + 15))
   fi
   lab down --owner-prefix "$MEDAI_LAB_RUN/" --missing-ok || echo "test.sh: lab.py down --owner-prefix $MEDAI_LAB_RUN/ failed" >&2
 }
