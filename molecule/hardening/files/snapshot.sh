@@ -74,11 +74,18 @@ thread_line() {  # $1 = /proc/<pid>/task/<tid>: "policy prio cpus" (nothing if t
   cpus=$(awk '/^Cpus_allowed_list/ {print $2}' "$1/status" 2>/dev/null)
   [ -n "$pol" ] && [ -n "$cpus" ] && echo "$(polname "$pol") $prio $cpus"
 }
+unit_pids() {  # the whole cgroup of the fixture/inference units; only the main process of ssh and journald
+  # (the ssh sessions of Ansible itself run in ssh.service's cgroup on the lab image)
+  case $1 in
+    ssh.service|systemd-journald.service) systemctl show -p MainPID --value "$1" | grep -v '^0$' ;;
+    *) cat "/sys/fs/cgroup$2/cgroup.procs" ;;
+  esac
+}
 for u in vllm.service backup.service ssh.service systemd-journald.service; do
   cg=$(systemctl show -p ControlGroup --value "$u" 2>/dev/null)
   if [ -z "$cg" ] || [ ! -r "/sys/fs/cgroup$cg/cgroup.procs" ]; then echo "thread:$u=<not running>"; continue; fi
   echo "cgroup:unit:$u=$cg"
-  for p in $(cat "/sys/fs/cgroup$cg/cgroup.procs"); do
+  for p in $(unit_pids "$u" "$cg"); do
     for t in /proc/"$p"/task/*; do
       c=$(cat "$t/comm" 2>/dev/null) || continue
       # the backup loop forks short-lived sleep/dd children: one group for all of them
@@ -88,7 +95,7 @@ for u in vllm.service backup.service ssh.service systemd-journald.service; do
   done
 done | sort -u | awk '
   /^cgroup:|=/ {print; next}
-  { key = $1; sub(/^[^ ]+ /, ""); v[key] = (key in v) ? v[key] ", " $0 : $0 }
+  { key = $1; sub(/^[^ ]+ /, ""); if (key in v) v[key] = v[key] ", " $0; else v[key] = $0 }
   END { for (k in v) print "thread:" k "=" v[k] }'
 for p in $(pgrep '^(kswapd|kcompactd)[0-9]+$'); do
   echo "kthread:$(cat /proc/"$p"/comm)=$(thread_line /proc/"$p"/task/"$p")"
