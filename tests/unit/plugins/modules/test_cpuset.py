@@ -2,7 +2,6 @@
 from __future__ import absolute_import, division, print_function
 
 import errno
-import json
 import os
 import shutil
 import time
