@@ -17,7 +17,9 @@ description:
   - Input is C(ansible_facts.llmhost) (M(medai.llmhost.llmhost_facts), subset C(numa)).
   - Housekeeping CPUs are O(housekeeping_cpus) when given, else the first O(housekeeping_count) online CPUs.
   - The inference CPUs are O(cpus) when given, else the CPUs of O(nodes) minus the housekeeping CPUs (all online CPUs
-    on a host without NUMA information).
+    on a host without NUMA information; none when O(nodes) is empty on a NUMA host).
+  - C(cpulist_expand) (C(2-3,6) to C([2, 3, 6]), bounded like the kernel) and C(cpulist_compact) (the reverse) are
+    the same parsing for other lists of the roles.
   - Returns C(online), C(nodes), C(node_cpus), C(housekeeping), C(cpus) (lists of ints), C(cpulist) and
     C(housekeeping_cpulist) (kernel format, C(2-3,6)), C(mems) (C(1) or C(0,1)) and C(errors) (one bounded line each;
     a list that cannot be parsed leaves C(cpus) empty).
@@ -59,6 +61,9 @@ _value:
   type: dict
 '''
 
+import re
+
+from ansible.errors import AnsibleFilterError
 from ansible_collections.medai.llmhost.plugins.module_utils import facts as mfacts
 
 
@@ -69,7 +74,8 @@ def _cpus(value, what, errors):
     if isinstance(value, (list, tuple)):
         text = ','.join(str(v) for v in value)
     else:
-        text = ','.join(str(value).split())  # white space separates too (systemd style)
+        # white space separates too (systemd style): '2-3, 6' and '2-3 6' are '2-3,6'
+        text = ','.join(p for p in re.split(r'[\s,]+', str(value).strip()) if p)
     try:
         return mfacts.parse_cpulist(text)
     except ValueError as e:
@@ -87,7 +93,7 @@ def cpu_layout(llmhost, nodes=None, housekeeping_cpus=None, housekeeping_count=2
     if missing:
         errors.append('NUMA node(s) %s do not exist (nodes: %s)' % (mfacts.format_cpulist(missing),
                                                                   mfacts.format_cpulist(node_map)))
-    if node_map and nodes:
+    if node_map:  # no node selected on a NUMA host: no CPUs (the caller reports why)
         node_cpus = sorted(set(c for n in nodes for c in node_map.get(n, [])))
     else:
         node_cpus = list(online)
@@ -110,6 +116,18 @@ def cpu_layout(llmhost, nodes=None, housekeeping_cpus=None, housekeeping_count=2
             'mems': ','.join(str(n) for n in nodes), 'errors': errors}
 
 
+def cpulist_expand(value):
+    errors = []
+    cpus = _cpus(value, 'cpulist', errors)
+    if errors:
+        raise AnsibleFilterError(errors[0])
+    return cpus
+
+
+def cpulist_compact(cpus):
+    return mfacts.format_cpulist(cpus or [])
+
+
 class FilterModule(object):
     def filters(self):
-        return {'cpu_layout': cpu_layout}
+        return {'cpu_layout': cpu_layout, 'cpulist_expand': cpulist_expand, 'cpulist_compact': cpulist_compact}

@@ -2,7 +2,10 @@
 """The CPU layout both the scheduling and the vllm role use (lab VM and a two-socket GPU server)."""
 from __future__ import absolute_import, division, print_function
 
-from ansible_collections.medai.llmhost.plugins.filter.cpu_layout import cpu_layout
+import pytest
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.medai.llmhost.plugins.filter.cpu_layout import cpu_layout, cpulist_compact, cpulist_expand
 
 # the lab VM: 4 CPUs on 2 nodes
 LAB = {'numa': {'online_cpus': [0, 1, 2, 3], 'nodes': [{'id': 0, 'cpus': [0, 1]}, {'id': 1, 'cpus': [2, 3]}]}}
@@ -40,3 +43,14 @@ def test_errors_are_one_bounded_line_and_nothing_is_expanded():
     assert 'do not exist' in cpu_layout(LAB, nodes=[3])['errors'][0]
     assert 'not online' in cpu_layout(LAB, nodes=[1], cpus='2-5')['errors'][0]
     assert 'at least 1' in cpu_layout(LAB, nodes=[1], housekeeping_count=0)['errors'][0]
+
+
+def test_no_node_selected_on_a_numa_host_gives_no_cpus():
+    assert cpu_layout(LAB, nodes=[])['cpus'] == []
+
+
+def test_cpulist_expand_and_compact():
+    assert cpulist_expand('2-3, 6') == [2, 3, 6] and cpulist_expand([3, 2]) == [2, 3] and cpulist_expand('') == []
+    assert cpulist_compact([6, 2, 3]) == '2-3,6' and cpulist_compact(None) == ''
+    with pytest.raises(AnsibleFilterError, match='out of range'):
+        cpulist_expand('0-4294967295')
