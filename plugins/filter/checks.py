@@ -11,9 +11,9 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 name: checks
 short_description: Input checks of the roles (one bounded line per problem)
-version_added: 1.1.0
+version_added: 0.1.0
 description:
-  - C(failed_results) - what failed in registered results (C({what: result})) that were allowed to fail, one line
+  - C(failed_results) - what failed in registered results (a dict of what to result) that were allowed to fail, one line
     each, so a play that goes on can report every failure at its end.
   - C(problems_line) - a list of problems as ONE line of at most 300 characters (the first problems whole, then
     how many more), or V('') when the list is empty.

@@ -17,7 +17,7 @@ description:
     needs a daemon restart, or a reload (C(SIGHUP)) applies it all. Reloadable keys are dockerd's
     (C(live-restore), C(debug), C(labels), C(runtimes), C(default-runtime), registry and download settings).
   - C(docker_daemon_info) - the output of C(dockerd --version) (the input) as C(version) and C(can_validate)
-    (whether C(dockerd --validate) can check a file: Docker 23.0+, or as the argument forces).
+    (whether C(dockerd --validate) can check a file - Docker 23.0+, or as the argument forces).
   - C(docker_flag_conflicts) - the C(daemon.json) keys (input) that the daemon's command line (the argument,
     C(systemctl show -p ExecStart --value) of the unit, drop-ins included) also sets; dockerd refuses to start
     then.

@@ -11,7 +11,7 @@ DOCUMENTATION = r'''
 ---
 module: chrt_priority
 short_description: Set the scheduling policy, real-time priority and CPU affinity of every selected thread
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Selects processes by systemd O(unit), O(pid), O(pidfile) or O(cmdline_regex), and optionally only the threads whose
     name (C(/proc/<pid>/task/<tid>/comm)) matches O(thread_regex). Sets the policy and priority of each selected

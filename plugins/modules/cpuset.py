@@ -11,7 +11,7 @@ DOCUMENTATION = r'''
 ---
 module: cpuset
 short_description: Confine services to CPUs and memory nodes with cgroup v2 cpusets and partitions
-version_added: 1.0.0
+version_added: 0.1.0
 description:
   - Manages a cgroup v2 cpuset - C(cpuset.cpus), C(cpuset.mems) and C(cpuset.cpus.partition) (V(member), V(root),
     V(isolated)) - either for a systemd O(slice) (persistent) or for a raw cgroup O(path) (runtime only).

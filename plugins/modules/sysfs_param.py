@@ -87,7 +87,7 @@ options:
       - Does not allow action files.
     type: bool
     default: false
-    version_added: 0.2.0
+    version_added: 0.1.0
   state:
     description:
       - V(present) sets the values.
