@@ -57,7 +57,7 @@ from ansible_collections.medai.llmhost.plugins.module_utils.knob import MAX_MSG_
 
 _CONTROL_RE = re.compile(r'[\x00-\x1f\x7f]')
 # Unit and instance names: what systemd, Docker (container names) and a file name all accept.
-_UNIT_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.@:-]*$')
+_UNIT_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.@:-]*\Z')
 UNIT_NAME_MAX = 200
 # Directories a role must never use as a cache, mount point or swap file's directory, nor re-own.
 SYSTEM_DIRS = frozenset([
@@ -78,13 +78,13 @@ SECRET_FLAGS = {'--api-key': 'vllm_api_key', '--hf-token': 'vllm_hf_token'}
 _SECRET_WORD_RE = re.compile(r'(^|-)(api-key|token|secret|password|passwd|credentials?)(-|$)')
 NOT_SECRET_FLAGS = frozenset(['--long-prefill-token-threshold', '--return-tokens-as-token-ids'])
 
-_HHMM_RE = re.compile(r'^([01][0-9]|2[0-3]):[0-5][0-9]$')
-_OCTAL_MODE_RE = re.compile(r'^0?[0-7]{3}$')
-_SYSCTL_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$')
-_SUBDIR_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$')
-_DEVICE_GLOB_RE = re.compile(r'^[A-Za-z0-9_*?\[\]!-]+$')
-_PROFILE_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*$')
-_SCHEDULER_RE = re.compile(r'^[a-z][a-z0-9-]*$')
+_HHMM_RE = re.compile(r'^([01][0-9]|2[0-3]):[0-5][0-9]\Z')
+_OCTAL_MODE_RE = re.compile(r'^0?[0-7]{3}\Z')
+_SYSCTL_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+\Z')
+_SUBDIR_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*\Z')
+_DEVICE_GLOB_RE = re.compile(r'^[A-Za-z0-9_*?\[\]!-]+\Z')
+_PROFILE_NAME_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z')
+_SCHEDULER_RE = re.compile(r'^[a-z][a-z0-9-]*\Z')
 PROFILE_KEYS = ('knobs', 'sched', 'block')
 PROFILE_SCHED_NAMES = ('min_slice_ns', 'latency_ns', 'wakeup_granularity_ns', 'migration_cost_ns')
 PROFILE_BLOCK_ATTRS = ('scheduler', 'nr_requests', 'read_ahead_kb')

@@ -261,3 +261,10 @@ def test_failed_results():
 def test_filters_registered():
     assert set(ck.FilterModule().filters()) >= {'problems_line', 'failed_results', 'storage_problems', 'memory_problems',
                                                 'vllm_problems', 'profile_schedule_problems'}
+
+
+def test_a_trailing_newline_does_not_slip_through_the_name_patterns():
+    from ansible_collections.medai.llmhost.plugins.filter import checks
+    for pattern, good in ((checks._UNIT_NAME_RE, 'vllm'), (checks._HHMM_RE, '07:00'), (checks._PROFILE_NAME_RE, 'peak'),
+                          (checks._DEVICE_GLOB_RE, 'nvme*n1'), (checks._SCHEDULER_RE, 'mq-deadline')):
+        assert pattern.match(good) and not pattern.match(good + '\n')
