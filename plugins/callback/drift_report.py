@@ -9,6 +9,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 name: drift_report
 type: aggregate
+version_added: 0.1.0
 short_description: Fleet drift report (desired vs effective) from a check-mode run
 description:
   - Collects the result of every task that runs in check mode with diff (C(--check --diff), or a play
