@@ -91,8 +91,8 @@ def cpu_layout(llmhost, nodes=None, housekeeping_cpus=None, housekeeping_count=2
     errors = []
     missing = [n for n in nodes if node_map and n not in node_map]
     if missing:
-        errors.append('NUMA node(s) %s do not exist (nodes: %s)' % (mfacts.format_cpulist(missing),
-                                                                  mfacts.format_cpulist(node_map)))
+        errors.append('NUMA node(s) %s do not exist (nodes: %s)'
+                      % (mfacts.format_cpulist(missing), mfacts.format_cpulist(node_map)))
     if node_map:  # no node selected on a NUMA host: no CPUs (the caller reports why)
         node_cpus = sorted(set(c for n in nodes for c in node_map.get(n, [])))
     else:
@@ -108,8 +108,8 @@ def cpu_layout(llmhost, nodes=None, housekeeping_cpus=None, housekeeping_count=2
         chosen = [c for c in node_cpus if c not in housekeeping]
     offline = [c for c in housekeeping + chosen if online and c not in online]
     if offline:
-        errors.append('CPU(s) %s are not online (online: %s)' % (mfacts.format_cpulist(offline),
-                                                                mfacts.format_cpulist(online)))
+        errors.append('CPU(s) %s are not online (online: %s)'
+                      % (mfacts.format_cpulist(offline), mfacts.format_cpulist(online)))
     return {'online': online, 'nodes': nodes, 'node_cpus': node_cpus, 'housekeeping': housekeeping,
             'cpus': chosen, 'cpulist': mfacts.format_cpulist(chosen),
             'housekeeping_cpulist': mfacts.format_cpulist(housekeeping),
