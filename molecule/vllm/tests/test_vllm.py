@@ -309,13 +309,16 @@ DAEMON_AND_CONTAINER = (
 def test_vllm_container_keeps_running_through_daemon_json_changes(host):
     before = check_output(host, DAEMON_AND_CONTAINER).split()
     cmd = ['ansible-playbook', '-i', os.environ['MOLECULE_INVENTORY_FILE'], os.path.join(SCENARIO, 'daemon_change.yml')]
+    env = dict(os.environ, ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0')
     run = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False,
-                         timeout=900)
+                         timeout=900, env=env)
     tail = '\n'.join(run.stdout.splitlines()[-40:])
     assert run.returncode == 0, tail
     # both changes restarted dockerd (a reload cannot apply log rotation) ...
-    restarts = re.findall(r'RUNNING HANDLER \[medai\.llmhost\.container_runtime : Container runtime \| Restart dockerd\][^\n]*\n+changed:',
-                          run.stdout)
+    # the output of each task or handler, keyed by its banner
+    blocks = re.split(r'\n(?=TASK \[|RUNNING HANDLER \[|PLAY RECAP)', run.stdout)
+    restarts = [b for b in blocks if b.startswith('RUNNING HANDLER [medai.llmhost.container_runtime : Container runtime | '
+                                                  'Restart dockerd]') and 'changed: [' in b]
     assert len(restarts) == 2, tail
     after = check_output(host, DAEMON_AND_CONTAINER).split()
     assert after[0] != before[0], 'dockerd was not restarted: MainPID %s' % after[0]
