@@ -129,6 +129,19 @@ def case_counts(rows):
             for t in order]
 
 
+def playbook_outcome(stdout_lines):
+    """From an ansible-playbook run's output: the tasks that changed or failed ("changed: TASK [...]"), the recap."""
+    out, task = [], ''
+    for line in stdout_lines:
+        if line.startswith('TASK ['):
+            task = line.rstrip(' *')
+        elif re.match(r'(changed|fatal|failed):', line):
+            out.append('%s %s' % (line.split(':', 1)[0], task) if line.startswith('changed') else line[:400])
+        elif re.search(r'\bok=\d+ .*changed=\d+', line):
+            out.append(line)
+    return out
+
+
 class FilterModule(object):
     def filters(self):
         return {
@@ -138,4 +151,5 @@ class FilterModule(object):
             'hardening_module_verdicts': module_verdicts,
             'hardening_report_markdown': report_markdown,
             'hardening_case_counts': case_counts,
+            'hardening_playbook_outcome': playbook_outcome,
         }
