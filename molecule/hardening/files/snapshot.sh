@@ -1,4 +1,4 @@
-#!/bin/bash
+#!/usr/bin/env bash
 # Host-state snapshot (hardening scenario): one `name=value` line per item, sorted, for everything
 # medai.llmhost can touch on a lab VM. Read-only. Compared by filter_plugins/hardening.py.
 #   knob:<path>        /proc/sys/vm/*, kernel sched_*/numa_*, THP, zswap parameters, sched debugfs tunables
