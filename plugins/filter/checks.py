@@ -19,6 +19,7 @@ description:
     how many more), or V('') when the list is empty.
   - C(unit_name_problems) - a systemd unit or instance name (no C(/), no C(..), no control characters).
   - C(dir_problems) - an absolute, normalized directory that is not a system directory.
+  - C(regex_problems) - regular expressions that do not compile (as M(medai.llmhost.chrt_priority) compiles them).
   - C(secret_flag_problems) - vLLM flags that carry secrets (C(--api-key), C(--hf-token), ...) in an argument list.
   - C(single_line_problems) - values (a list or a dict's values) with newlines or other control characters.
   - C(storage_problems), C(memory_problems), C(vllm_problems), C(profile_schedule_problems) - every input check
@@ -53,7 +54,7 @@ _value:
 import os
 import re
 
-from ansible_collections.medai.llmhost.plugins.module_utils.knob import MAX_MSG_CHARS, one_line, show
+from ansible_collections.medai.llmhost.plugins.module_utils.knob import MAX_MSG_CHARS, action_file_reason, one_line, show
 
 _CONTROL_RE = re.compile(r'[\x00-\x1f\x7f]')
 # Unit and instance names: what systemd, Docker (container names) and a file name all accept.
@@ -291,6 +292,17 @@ def memory_problems(v):
     return out
 
 
+def regex_problems(patterns, var):
+    """Regular expressions (Python syntax, as chrt_priority compiles them) that do not compile."""
+    out = []
+    for pattern in patterns or []:
+        try:
+            re.compile(str(pattern))
+        except re.error as e:
+            out.append(problem(var, pattern, 'not a regular expression: %s' % e))
+    return out
+
+
 def vllm_problems(v):
     """Checks of the vllm role's inputs (dict of its variables) that need no host facts."""
     out = unit_name_problems(v.get('vllm_instance'), 'vllm_instance')
@@ -303,6 +315,8 @@ def vllm_problems(v):
     out += dir_problems(v.get('vllm_env_dir'), 'vllm_env_dir', config=True)
     if not re.match(r'^[a-z_][a-z0-9_-]{0,31}$', str(v.get('vllm_user', ''))):
         out.append(problem('vllm_user', v.get('vllm_user'), 'must be a user name (lowercase letters, digits, _ and -)'))
+    if 'vllm_port' in v and not _is_int(v['vllm_port'], 1, 65535):
+        out.append(problem('vllm_port', v['vllm_port'], 'must be a TCP port, 1-65535'))
     out += secret_flag_problems(v.get('vllm_extra_args'), 'vllm_extra_args')
     out += single_line_problems(v.get('vllm_extra_args') or [], 'vllm_extra_args')
     out += single_line_problems({'vllm_model': v.get('vllm_model', ''),
@@ -324,6 +338,8 @@ def _profile_problems(name, profile):
         if not (path.startswith('/sys/') or path.startswith('/proc/sys/')) or os.path.normpath(path) != path \
                 or _CONTROL_RE.search(path) or re.search(r'[\s"\'\\]', path):
             out.append(problem(var + '.knobs', path, 'must be a normalized /sys/... or /proc/sys/... path'))
+        elif action_file_reason(path):  # the same list sysfs_param refuses (module_utils/knob.py)
+            out.append(problem(var + '.knobs', path, 'an action file, not a knob: ' + action_file_reason(path)))
         if value is None or isinstance(value, (dict, list)) or _CONTROL_RE.search(str(value)) or len(str(value)) > 4096:
             out.append(problem('%s.knobs[%s]' % (var, path), value, 'must be one line (at most 4096 characters)'))
     for tunable, value in sorted((profile.get('sched') or {}).items()):
@@ -401,6 +417,7 @@ class FilterModule(object):
             'dir_problems': dir_problems,
             'secret_flag_problems': secret_flag_problems,
             'single_line_problems': single_line_problems,
+            'regex_problems': regex_problems,
             'storage_problems': storage_problems,
             'memory_problems': memory_problems,
             'vllm_problems': vllm_problems,

@@ -268,3 +268,25 @@ def test_a_trailing_newline_does_not_slip_through_the_name_patterns():
     for pattern, good in ((checks._UNIT_NAME_RE, 'vllm'), (checks._HHMM_RE, '07:00'), (checks._PROFILE_NAME_RE, 'peak'),
                           (checks._DEVICE_GLOB_RE, 'nvme*n1'), (checks._SCHEDULER_RE, 'mq-deadline')):
         assert pattern.match(good) and not pattern.match(good + '\n')
+
+
+def test_vllm_port_out_of_range_is_refused_before_anything():
+    from ansible_collections.medai.llmhost.plugins.filter.checks import vllm_problems
+    base = {'vllm_instance': 'vllm', 'vllm_cache_dir': '/data/models/cache', 'vllm_home': '/var/lib/vllm',
+            'vllm_env_dir': '/etc/vllm', 'vllm_user': 'vllm', 'vllm_extra_args': []}
+    assert not [p for p in vllm_problems(dict(base, vllm_port=8000)) if 'vllm_port' in p]
+    for port in (70000, 0, 'http'):
+        assert [p for p in vllm_problems(dict(base, vllm_port=port)) if p.startswith('vllm_port') and '1-65535' in p]
+
+
+def test_an_action_file_in_a_profile_is_refused():
+    from ansible_collections.medai.llmhost.plugins.filter.checks import _profile_problems
+    out = _profile_problems('peak', {'knobs': {'/sys/power/state': 'mem', '/proc/sys/vm/dirty_ratio': '10'}})
+    assert len(out) == 1 and '/sys/power/state' in out[0] and 'action file' in out[0]
+
+
+def test_regex_problems():
+    from ansible_collections.medai.llmhost.plugins.filter.checks import regex_problems
+    assert regex_problems(['^EngineCore', 'x.*'], 'v') == []
+    out = regex_problems(['(['], 'scheduling_units[].thread_regex')
+    assert len(out) == 1 and out[0].startswith("scheduling_units[].thread_regex '(['") and len(out[0]) <= 300
