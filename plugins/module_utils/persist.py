@@ -390,11 +390,24 @@ def dropin_path(unit, name):
     return '%s/%s.d/%s.conf' % (SYSTEMD_DIR, unit, name)
 
 
+def _remove_empty_dir(path):
+    """Remove a drop-in directory (`<unit>.d`) left empty by the removal of the last drop-in in it."""
+    hp = knob.host_path(path)
+    try:
+        if os.path.isdir(hp) and not os.listdir(hp):
+            os.rmdir(hp)
+    except OSError:
+        pass  # somebody else's file appeared meanwhile: keep the directory
+
+
 def set_dropin(unit, name, content, check_mode=False):
     """Write (content str) or remove (content None) a systemd drop-in. Returns (changed, diff)."""
     path = dropin_path(unit, name)
     if content is None:
-        return remove_file(path, check_mode)
+        changed, diff = remove_file(path, check_mode)
+        if changed and not check_mode:
+            _remove_empty_dir(os.path.dirname(path))
+        return changed, diff
     if not content.startswith('#'):
         content = HEADER + content
     return write_text(path, content, check_mode)

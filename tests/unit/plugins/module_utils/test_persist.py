@@ -278,3 +278,17 @@ def test_dropin_names_refused(unit, name):
 def test_dropin_escaped_unit_name_ok():
     assert persist.dropin_path('medai-cpuset-partition@llm\\x2dinference.slice.service', '50-x') == \
         '/etc/systemd/system/medai-cpuset-partition@llm\\x2dinference.slice.service.d/50-x.conf'
+
+
+def test_removing_the_last_drop_in_removes_its_empty_directory(tmp_path, monkeypatch):
+    from ansible_collections.medai.llmhost.plugins.module_utils import knob, persist
+    monkeypatch.setattr(knob, 'ROOT', str(tmp_path))
+    persist.set_dropin('vllm.service', '50-medai-slice', '[Service]\nSlice=llminference.slice\n')
+    persist.set_dropin('vllm.service', '60-site', '[Service]\nNice=0\n')
+    d = tmp_path / 'etc/systemd/system/vllm.service.d'
+    persist.set_dropin('vllm.service', '50-medai-slice', None)
+    assert d.is_dir() and [p.name for p in d.iterdir()] == ['60-site.conf']   # another drop-in: kept
+    persist.set_dropin('vllm.service', '60-site', None)
+    assert not d.exists()
+    changed, _diff = persist.set_dropin('vllm.service', '60-site', None, check_mode=True)
+    assert changed is False
