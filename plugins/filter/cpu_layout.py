@@ -46,6 +46,14 @@ options:
   cpus:
     description: Explicit inference CPUs (cpulist string or list of ints); empty or null for the computed ones.
     type: raw
+  cpus_var:
+    description: How errors name O(cpus) (the caller's variable).
+    type: str
+    default: cpus
+  housekeeping_var:
+    description: How errors name O(housekeeping_cpus) (the caller's variable).
+    type: str
+    default: housekeeping CPUs
 '''
 
 EXAMPLES = r'''
@@ -83,7 +91,8 @@ def _cpus(value, what, errors):
         return []
 
 
-def cpu_layout(llmhost, nodes=None, housekeeping_cpus=None, housekeeping_count=2, cpus=None):
+def cpu_layout(llmhost, nodes=None, housekeeping_cpus=None, housekeeping_count=2, cpus=None,
+               cpus_var='cpus', housekeeping_var='housekeeping CPUs'):
     numa = (llmhost or {}).get('numa') or {}
     online = sorted(int(c) for c in numa.get('online_cpus') or [])
     node_map = dict((int(n['id']), sorted(int(c) for c in n.get('cpus') or [])) for n in numa.get('nodes') or [])
@@ -97,13 +106,13 @@ def cpu_layout(llmhost, nodes=None, housekeeping_cpus=None, housekeeping_count=2
         node_cpus = sorted(set(c for n in nodes for c in node_map.get(n, [])))
     else:
         node_cpus = list(online)
-    housekeeping = _cpus(housekeeping_cpus, 'housekeeping CPUs', errors)
+    housekeeping = _cpus(housekeeping_cpus, housekeeping_var, errors)
     if not housekeeping and housekeeping_cpus in (None, '', []):
         count = int(housekeeping_count)
         if count < 1:
             errors.append('housekeeping_count must be at least 1 (the system needs a CPU), got %d' % count)
         housekeeping = online[:max(count, 0)]
-    chosen = _cpus(cpus, 'cpus', errors)
+    chosen = _cpus(cpus, cpus_var, errors)
     if not chosen and cpus in (None, '', []):
         chosen = [c for c in node_cpus if c not in housekeeping]
     offline = [c for c in housekeeping + chosen if online and c not in online]
