@@ -203,7 +203,7 @@ def storage_problems(v):
             out.append(problem(var, dev.get('device', dev.get('pattern', '')), 'give device or pattern (exactly one)'))
         names = dev.get('device') if isinstance(dev.get('device'), list) else [dev.get('device')] if 'device' in dev else []
         for name in names:
-            if not re.match(r'^(/dev/)?[A-Za-z0-9][A-Za-z0-9_.:/+-]*$', str(name)) or '..' in str(name):
+            if not re.match(r'^(/dev/)?[A-Za-z0-9][A-Za-z0-9_.:/+-]*\Z', str(name)) or '..' in str(name):
                 out.append(problem(var + '.device', name, 'must be a kernel name or a /dev/... path'))
         if 'pattern' in dev and not _DEVICE_GLOB_RE.match(str(dev['pattern'])):
             out.append(problem(var + '.pattern', dev['pattern'], "must be a glob over kernel names (letters, digits, '*?[]!_-')"))
@@ -219,7 +219,7 @@ def storage_problems(v):
             out.append(problem(var, vol, 'must be a dict with device and mountpoint'))
             continue
         out += _unknown_keys(vol, STORAGE_VOLUME_KEYS, var)
-        if not re.match(r'^/dev/[^\s:]+$', str(vol.get('device', ''))) or '..' in str(vol.get('device', '')):
+        if not re.match(r'^/dev/[^\s:]+\Z', str(vol.get('device', ''))) or '..' in str(vol.get('device', '')):
             out.append(problem(var + '.device', vol.get('device', ''), 'must be a /dev/... path (e.g. /dev/disk/by-id/...)'))
         if 'mountpoint' not in vol:
             out.append(problem(var, vol.get('device', ''), 'needs a mountpoint'))
@@ -240,7 +240,7 @@ def storage_problems(v):
         if not _SUBDIR_RE.match(str(sub)) or '..' in str(sub).split('/'):
             out.append(problem('storage_model_cache_subdirs', sub, "must be a relative path without '..' or spaces"))
     for var in ('storage_model_cache_owner', 'storage_model_cache_group'):
-        if not re.match(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*$', str(v.get(var, 'root'))):
+        if not re.match(r'^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z', str(v.get(var, 'root'))):
             out.append(problem(var, v.get(var), 'must be a user or group name'))
     return out
 
@@ -266,7 +266,7 @@ def memory_problems(v):
     out += _choice_problems(v, 'memory_thp_defrag', ('always', 'defer', 'defer+madvise', 'madvise', 'never'))
     out += _choice_problems(v, 'memory_zswap_zpool', ('zbud', 'z3fold', 'zsmalloc'))
     compressor = v.get('memory_zswap_compressor')
-    if compressor is not None and not re.match(r'^[a-z0-9][a-z0-9_-]{0,63}$', str(compressor)):
+    if compressor is not None and not re.match(r'^[a-z0-9][a-z0-9_-]{0,63}\Z', str(compressor)):
         out.append(problem('memory_zswap_compressor', compressor, 'must be a compression algorithm name such as lz4, zstd'))
     out += _range_problems(v, 'memory_zswap_max_pool_percent', 1, 100)
     out += _range_problems(v, 'memory_zswap_accept_threshold_percent', 0, 100)
@@ -313,7 +313,7 @@ def vllm_problems(v):
     out += dir_problems(v.get('vllm_cache_dir'), 'vllm_cache_dir')
     out += dir_problems(v.get('vllm_home'), 'vllm_home')
     out += dir_problems(v.get('vllm_env_dir'), 'vllm_env_dir', config=True)
-    if not re.match(r'^[a-z_][a-z0-9_-]{0,31}$', str(v.get('vllm_user', ''))):
+    if not re.match(r'^[a-z_][a-z0-9_-]{0,31}\Z', str(v.get('vllm_user', ''))):
         out.append(problem('vllm_user', v.get('vllm_user'), 'must be a user name (lowercase letters, digits, _ and -)'))
     if 'vllm_port' in v and not _is_int(v['vllm_port'], 1, 65535):
         out.append(problem('vllm_port', v['vllm_port'], 'must be a TCP port, 1-65535'))
@@ -323,7 +323,7 @@ def vllm_problems(v):
                                  'vllm_served_model_name': v.get('vllm_served_model_name', '')}, 'vllm')
     extra = v.get('vllm_systemd_extra_settings') or {}
     out += [problem('vllm_systemd_extra_settings', key, 'must be a systemd setting name (letters and digits)')
-            for key in extra if not re.match(r'^[A-Za-z][A-Za-z0-9]*$', str(key))]
+            for key in extra if not re.match(r'^[A-Za-z][A-Za-z0-9]*\Z', str(key))]
     out += single_line_problems(extra, 'vllm_systemd_extra_settings')
     return out
 

@@ -65,7 +65,7 @@ UNIT_SUFFIXES = ('service', 'socket', 'device', 'mount', 'automount', 'swap', 't
                  'scope')
 UNIT_NAME_MAX = 255
 _UNIT_SUFFIX_RE = re.compile(r'\.(%s)$' % '|'.join(UNIT_SUFFIXES))
-_UNIT_CHARS_RE = re.compile(r'^[A-Za-z0-9:_.@\\-]+$')
+_UNIT_CHARS_RE = re.compile(r'^[A-Za-z0-9:_.@\\-]+\Z')
 PATTERN_MAX = 255
 _CONTROL_RE = re.compile(r'[\x00-\x1f\x7f]')
 

@@ -290,3 +290,11 @@ def test_regex_problems():
     assert regex_problems(['^EngineCore', 'x.*'], 'v') == []
     out = regex_problems(['(['], 'scheduling_units[].thread_regex')
     assert len(out) == 1 and out[0].startswith("scheduling_units[].thread_regex '(['") and len(out[0]) <= 300
+
+
+def test_a_trailing_newline_does_not_slip_through_the_inline_patterns():
+    from ansible_collections.medai.llmhost.plugins.filter.checks import vllm_problems
+    base = {'vllm_instance': 'vllm', 'vllm_cache_dir': '/data/models/cache', 'vllm_home': '/var/lib/vllm',
+            'vllm_env_dir': '/etc/vllm', 'vllm_extra_args': [], 'vllm_port': 8000}
+    assert not [p for p in vllm_problems(dict(base, vllm_user='vllm')) if p.startswith('vllm_user')]
+    assert [p for p in vllm_problems(dict(base, vllm_user='vllm\n')) if p.startswith('vllm_user')]

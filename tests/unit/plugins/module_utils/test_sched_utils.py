@@ -268,3 +268,8 @@ def test_watcher_skips_deny_listed_processes(tmp_path, monkeypatch, denylist, un
     monkeypatch.setattr(watcher, 'log', lambda *a, **kw: None)
     watcher.apply(unit_cfg, watcher.re.compile('.'), True)
     assert fake_os.calls == applied
+
+
+def test_a_unit_name_with_a_trailing_newline_is_refused():
+    with pytest.raises(sched.SchedError, match='not a valid systemd unit name'):
+        sched.normalize_unit('vllm\n')
