@@ -54,9 +54,9 @@ _value:
 import os
 import re
 
-from ansible_collections.medai.llmhost.plugins.module_utils.knob import MAX_MSG_CHARS, action_file_reason, one_line, show
+from ansible_collections.medai.llmhost.plugins.module_utils.knob import (
+    MAX_MSG_CHARS, action_file_reason, has_control_char, one_line, show)
 
-_CONTROL_RE = re.compile(r'[\x00-\x1f\x7f]')
 # Unit and instance names: what systemd, Docker (container names) and a file name all accept.
 _UNIT_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.@:-]*\Z')
 UNIT_NAME_MAX = 200
@@ -133,7 +133,7 @@ def single_line_problems(values, var):
     """Values (a list, or a dict's values keyed in the message) holding newlines or control characters."""
     items = values.items() if isinstance(values, dict) else enumerate(values or [])
     return [problem('%s[%s]' % (var, key), value, 'must be one line without control characters')
-            for key, value in items if _CONTROL_RE.search(str(value))]
+            for key, value in items if has_control_char(str(value))]
 
 
 def unit_name_problems(name, var):
@@ -152,7 +152,7 @@ def dir_problems(path, var, owned=True, optional=False, config=False):
     text = '' if path is None else str(path)
     if optional and text == '':
         return []
-    if _CONTROL_RE.search(text) or not text.startswith('/') or ':' in text or re.search(r'\s', text):
+    if has_control_char(text) or not text.startswith('/') or ':' in text or re.search(r'\s', text):
         return [problem(var, text, 'must be an absolute path without spaces, colons or control characters')]
     if os.path.normpath(text) != text or text.startswith('//'):
         return [problem(var, text, "must be normalized (no '..', '.', '//' or trailing '/')")]
@@ -229,7 +229,7 @@ def storage_problems(v):
                 out.append(problem(var + '.mountpoint', vol['mountpoint'], 'is given twice'))
             mountpoints.append(vol['mountpoint'])
         for opt in ('mkfs_opts', 'mount_opts', 'owner', 'group'):
-            if _CONTROL_RE.search(str(vol.get(opt, ''))):
+            if has_control_char(str(vol.get(opt, ''))):
                 out.append(problem('%s.%s' % (var, opt), vol[opt], 'must be one line without control characters'))
         if re.search(r'[\s#]', str(vol.get('mount_opts', ''))):
             out.append(problem(var + '.mount_opts', vol['mount_opts'], "must be one comma-separated word (an fstab field)"))
@@ -336,11 +336,11 @@ def _profile_problems(name, profile):
     for path, value in sorted((profile.get('knobs') or {}).items()):
         path = str(path)
         if not (path.startswith('/sys/') or path.startswith('/proc/sys/')) or os.path.normpath(path) != path \
-                or _CONTROL_RE.search(path) or re.search(r'[\s"\'\\]', path):
+                or has_control_char(path) or re.search(r'[\s"\'\\]', path):
             out.append(problem(var + '.knobs', path, 'must be a normalized /sys/... or /proc/sys/... path'))
         elif action_file_reason(path):  # the same list sysfs_param refuses (module_utils/knob.py)
             out.append(problem(var + '.knobs', path, 'an action file, not a knob: ' + action_file_reason(path)))
-        if value is None or isinstance(value, (dict, list)) or _CONTROL_RE.search(str(value)) or len(str(value)) > 4096:
+        if value is None or isinstance(value, (dict, list)) or has_control_char(str(value)) or len(str(value)) > 4096:
             out.append(problem('%s.knobs[%s]' % (var, path), value, 'must be one line (at most 4096 characters)'))
     for tunable, value in sorted((profile.get('sched') or {}).items()):
         if tunable not in PROFILE_SCHED_NAMES:

@@ -75,9 +75,14 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.medai.llmhost.plugins.module_utils import facts as mfacts
 
 
+def _given(value):
+    """False for the 'not set' values of a cpulist variable (null, '' or [])."""
+    return value not in (None, '', [])
+
+
 def _cpus(value, what, errors):
     """A cpulist string or a list of ints -> sorted list of ints; [] (and an error) when it cannot be read."""
-    if value is None or value == '' or value == []:
+    if not _given(value):
         return []
     if isinstance(value, (list, tuple)):
         text = ','.join(str(v) for v in value)
@@ -106,14 +111,16 @@ def cpu_layout(llmhost, nodes=None, housekeeping_cpus=None, housekeeping_count=2
         node_cpus = sorted(set(c for n in nodes for c in node_map.get(n, [])))
     else:
         node_cpus = list(online)
-    housekeeping = _cpus(housekeeping_cpus, housekeeping_var, errors)
-    if not housekeeping and housekeeping_cpus in (None, '', []):
+    if _given(housekeeping_cpus):
+        housekeeping = _cpus(housekeeping_cpus, housekeeping_var, errors)
+    else:
         count = int(housekeeping_count)
         if count < 1:
             errors.append('housekeeping_count must be at least 1 (the system needs a CPU), got %d' % count)
         housekeeping = online[:max(count, 0)]
-    chosen = _cpus(cpus, cpus_var, errors)
-    if not chosen and cpus in (None, '', []):
+    if _given(cpus):
+        chosen = _cpus(cpus, cpus_var, errors)
+    else:
         chosen = [c for c in node_cpus if c not in housekeeping]
     offline = [c for c in housekeeping + chosen if online and c not in online]
     if offline:

@@ -67,7 +67,6 @@ UNIT_NAME_MAX = 255
 _UNIT_SUFFIX_RE = re.compile(r'\.(%s)$' % '|'.join(UNIT_SUFFIXES))
 _UNIT_CHARS_RE = re.compile(r'^[A-Za-z0-9:_.@\\-]+\Z')
 PATTERN_MAX = 255
-_CONTROL_RE = re.compile(r'[\x00-\x1f\x7f]')
 
 RT_RUNTIME = '/proc/sys/kernel/sched_rt_runtime_us'
 CGROUP_ROOT = '/sys/fs/cgroup'
@@ -274,7 +273,7 @@ def validate_patterns(param, patterns):
     """Entries of an allow/deny list: non-empty names or globs of at most PATTERN_MAX printable characters."""
     for entry in patterns or ():
         if not isinstance(entry, str) or not entry.strip() or len(entry) > PATTERN_MAX \
-                or _CONTROL_RE.search(entry):
+                or knob.has_control_char(entry):
             raise SchedError('%s entry %s is invalid: expected a unit or process name or glob of 1..%d printable '
                              'characters' % (param, knob.show(entry), PATTERN_MAX), kind='invalid')
     return list(patterns or ())
