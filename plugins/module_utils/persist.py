@@ -18,6 +18,7 @@ __metaclass__ = type
 
 import os
 import re
+import stat
 
 from ansible_collections.medai.llmhost.plugins.module_utils import knob
 from ansible_collections.medai.llmhost.plugins.module_utils.state import atomic_write
@@ -83,11 +84,25 @@ def read_text(path):
         return f.read()
 
 
+def _file_mode(path):
+    try:
+        return stat.S_IMODE(os.stat(knob.host_path(path)).st_mode)
+    except OSError:
+        return None
+
+
 def write_text(path, text, check_mode=False, mode=0o644):
-    """Write a whole file if its content differs. Returns (changed, diff)."""
+    """Write a whole file if its content differs, or only set its mode if that alone differs.
+    Returns (changed, diff)."""
     old = read_text(path)
     if old == text:
-        return False, None
+        old_mode = _file_mode(path)
+        if old_mode == mode:
+            return False, None
+        if not check_mode:
+            os.chmod(knob.host_path(path), mode)
+        return True, {'before_header': '%s (mode %04o)' % (path, old_mode or 0),
+                      'after_header': '%s (mode %04o)' % (path, mode), 'before': '', 'after': ''}
     diff = {'before_header': path, 'after_header': path, 'before': old or '', 'after': text}
     if not check_mode:
         atomic_write(knob.host_path(path), text, mode)
