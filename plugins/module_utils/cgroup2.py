@@ -313,14 +313,22 @@ def reaffine_node_kthreads(before, root_before):
     """After a partition change, put each kthread of `before` (node_kthreads() taken before it) that
     was on its node's CPUs back on them (those the root cgroup still has). A thread on other CPUs
     (an operator's choice) is left alone; a node whose CPUs are all partitioned keeps the kernel's
-    placement. Returns ([(comm, before, after)] changed, [(comm, error)] failed)."""
+    placement. Returns ([(comm, before, after)] changed, [(comm, error)] failed).
+
+    A thread on exactly the root's CPUs while a partition exists (root_before is not every online CPU)
+    sits where the kernel's last partition change put it - a partition made at boot by the
+    medai-cpuset-partition@ unit, before any module saw the thread on its node - and is treated as
+    node-affine: dissolving a boot-time partition brings it home. Without a partition, a thread on
+    every CPU is left alone (nothing says the kernel put it there)."""
     root_after = root_effective_cpus()
+    online = set(cpulib.online_cpus())
+    kernel_reset = root_before if root_before and root_before != online else None
     done, failed = [], []
     for pid, (comm, node, was) in sorted(before.items()):
         ncpus = node_cpus(node)
         here = ncpus & root_before
-        # on the node, on its part outside partitions, or - node all partitioned - where the kernel put it
-        if not ncpus or was not in (ncpus, here, root_before if not here else None):
+        # on the node, on its part outside partitions, or where the kernel's partition change put it
+        if not ncpus or was not in (ncpus, here, kernel_reset, root_before if not here else None):
             continue
         target = ncpus & root_after
         if not target:

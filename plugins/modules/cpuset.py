@@ -119,7 +119,9 @@ options:
         them.
       - Creating or dissolving a partition makes the kernel move the per-node kernel threads C(kswapdN) and
         C(kcompactdN) to the root cgroup's CPUs; those that were on their node's CPUs are put back (see
-        RV(kthreads_reaffined)).
+        RV(kthreads_reaffined)). So are those on exactly the root's CPUs while a partition exists - where the
+        kernel put them when the partition was made at boot by its unit - so dissolving a boot-time partition
+        brings them back to their node.
     type: str
     choices: [present, absent]
     default: present
@@ -240,7 +242,8 @@ kthreads_reaffined:
   description:
     - Per-node kernel threads (C(kswapdN), C(kcompactdN)) put back on their node's CPUs after the partition
       change (the kernel resets the affinity of every non-per-CPU thread in the root cgroup when a partition is
-      created or dissolved). Only threads that were on their node's CPUs before are touched; each is journalled.
+      created or dissolved). Only threads that were on their node's CPUs before, or on exactly the root's CPUs
+      while a partition existed (the kernel's placement), are touched; each is journalled.
   returned: always
   type: list
   elements: str

@@ -488,13 +488,30 @@ def test_partition_keeps_node_kthreads_on_their_nodes(env, kernel):
     assert [kernel.affinity(k) for k in ('kswapd0', 'kcompactd0', 'kswapd1', 'kcompactd1')] == \
         ['0-3', '0-5', '4-5', '4-5']   # kcompactd0: the kernel's reset stands (it was not node-affine)
     res = env.mod(dict(path='llm', state='absent'))
-    assert res['kthreads_reaffined'] == ['kswapd0', 'kswapd1', 'kcompactd1']
+    # kcompactd0 on exactly the root's CPUs 0-5 is where the kernel's reset put it (the operator's choice
+    # was gone when the partition was made): it goes to its node like the others
+    assert res['kthreads_reaffined'] == ['kswapd0', 'kcompactd0', 'kswapd1', 'kcompactd1']
     assert [kernel.affinity(k) for k in ('kswapd0', 'kcompactd0', 'kswapd1', 'kcompactd1')] == \
-        ['0-3', '0-7', '4-7', '4-7']
+        ['0-3', '0-3', '4-7', '4-7']
     entries = [e for e in state.read_journal() if e['setting'].startswith('affinity:')]
     assert [(e['setting'], e['before'], e['after']) for e in entries] == [
         ('affinity:kswapd0', '0-5', '0-3'), ('affinity:kswapd1', '0-5', '4-5'), ('affinity:kcompactd1', '0-5', '4-5'),
-        ('affinity:kswapd0', '0-7', '0-3'), ('affinity:kswapd1', '0-7', '4-7'), ('affinity:kcompactd1', '0-7', '4-7')]
+        ('affinity:kswapd0', '0-7', '0-3'), ('affinity:kcompactd0', '0-7', '0-3'), ('affinity:kswapd1', '0-7', '4-7'),
+        ('affinity:kcompactd1', '0-7', '4-7')]
+
+
+def test_boot_time_partition_dissolved_kthreads_go_home(env, kernel):
+    """The hardening scenario: the partition (CPUs 6-7, part of node 1) was made at boot by its unit, so the
+    kernel put kswapdN/kcompactdN on the root's CPUs 0-5 before any module saw them; rollback.yml dissolves
+    it and each goes back to its node (the lab found them left on every CPU)."""
+    kernel.add_kthreads({0: '0-3', 1: '4-7'})
+    env.mod(dict(path='llm', cpus='6-7', partition='root'))
+    for pid in kernel.kthreads.values():
+        env.sched.threads[pid]['cpus'] = set(range(6))   # the boot: the kernel's reset, nobody re-pinned
+    res = env.mod(dict(path='llm', state='absent'))
+    assert res['kthreads_reaffined'] == ['kswapd0', 'kcompactd0', 'kswapd1', 'kcompactd1']
+    assert [kernel.affinity(k) for k in ('kswapd0', 'kcompactd0', 'kswapd1', 'kcompactd1')] == \
+        ['0-3', '0-3', '4-7', '4-7']
 
 
 def test_partition_on_a_whole_node_then_dissolved(env, kernel):
