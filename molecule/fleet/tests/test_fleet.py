@@ -51,6 +51,42 @@ def test_canary_is_tuned(host):
     assert any(e.get("path") == "/sys/kernel/mm/transparent_hugepage/enabled" and e.get("after") == "never" for e in journal)
 
 
+SWITCHER = "/usr/local/sbin/medai-llmhost-profile"
+DIRTY = ("/proc/sys/vm/dirty_ratio", "/proc/sys/vm/dirty_background_ratio")
+
+
+def switcher(host, *args):
+    out = host.check_output(" ".join((SWITCHER,) + args))
+    return json.loads(out)
+
+
+def test_canary_switches_profiles_on_the_host(host):
+    if not is_canary(host):
+        pytest.skip("b-second was rolled back")
+    assert host.service("medai-llmhost-profile.timer").is_enabled
+    assert host.service("medai-llmhost-profile.timer").is_running
+    # the switcher imports the engine from the library file_set installed beside it
+    assert host.file("/usr/local/lib/medai-llmhost/ansible_collections/medai/llmhost/plugins/module_utils/knob.py").exists
+    profiles = json.loads(host.file("/etc/medai-llmhost/profiles.json").content_string)["profiles"]
+    # the role's default windows: peak 07:00-19:00, off-peak otherwise
+    assert switcher(host, "which", "--at", "08:00")["profile"] == "peak"
+    assert switcher(host, "which", "--at", "20:00")["profile"] == "offpeak"
+    for name in ("peak", "offpeak"):
+        out = switcher(host, "apply", name, "--context", "fleet-test")
+        assert out["profile"] == name and not out["failed"], out
+        for path in DIRTY:
+            assert knob_value(host, path) == profiles[name]["knobs"][path], (name, path)
+    # back to the profile of the guest's clock, as the timer keeps it
+    now = switcher(host, "which")["profile"]
+    out = switcher(host, "apply", "--auto", "--context", "fleet-test")
+    assert out["profile"] == now
+    assert json.loads(host.file("/var/lib/medai-llmhost/profile-active.json").content_string)["profile"] == now
+    for path in DIRTY:
+        assert knob_value(host, path) == profiles[now]["knobs"][path]
+    status = switcher(host, "status")
+    assert status["active_profile"] == now and status["drift"] == [], status
+
+
 def test_second_is_back_at_its_originals(host):
     if is_canary(host):
         pytest.skip("only b-second was rolled back")
@@ -59,6 +95,11 @@ def test_second_is_back_at_its_originals(host):
     assert any(r["key"] == "/sys/kernel/mm/transparent_hugepage/enabled" for r in knobs)
     for r in knobs:
         assert knob_value(host, r["key"]) == " ".join(str(r["original"]).split()), r["key"]
+    # the switcher's knobs were recorded under the modules' kind, so they are among those restored
+    assert {r["key"] for r in knobs} >= set(DIRTY)
+    for f in (SWITCHER, "/etc/systemd/system/medai-llmhost-profile.timer", "/etc/medai-llmhost/profiles.json",
+              "/usr/local/lib/medai-llmhost"):
+        assert not host.file(f).exists, f
     # nothing of the collection's persistence is left for those knobs
     for f in ("/etc/tmpfiles.d/medai-llmhost.conf", "/etc/sysctl.d/90-medai-llmhost.conf"):
         text = host.file(f).content_string if host.file(f).exists else ""
