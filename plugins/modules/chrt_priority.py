@@ -134,6 +134,12 @@ options:
       - V(absent) restores the recorded original policy, priority (and affinity) of every recorded thread that still
         exists and removes the drop-in. Use the same selector (O(unit), O(pid), O(pidfile) or O(cmdline_regex)) as
         when applying; O(policy), O(priority), O(cpus) are ignored.
+      - With V(absent) a thread the kernel refuses (EPERM, EINVAL for CPUs outside its cpuset) or that exits
+        meanwhile does not stop the others and is not set back; the drop-in is removed all the same. One warning
+        names the count and tids of the threads not restored (RV(not_restored)), the originals record keeps only
+        those that still exist (a later V(absent) retries exactly them; the rest is forgotten), and the task fails
+        with one line only when such a thread still exists (or the drop-in could not be removed). A thread whose
+        cpuset now allows only part of its recorded CPUs is restored to those (with a warning).
     type: str
     choices: [present, absent]
     default: present
@@ -217,6 +223,7 @@ threads:
       sample: {policy: fifo, priority: 50, cpus: 2-3}
     changed: {description: Whether this thread was (or would be) changed., type: bool}
     vanished: {description: Present and true when the thread exited during the run., type: bool}
+    error: {description: With O(state=absent), why the thread could not be restored (one line)., type: str}
   sample:
     - {pid: 1234, tid: 1234, comm: python3, before: {policy: other, priority: 0, cpus: 0-7},
        after: {policy: fifo, priority: 50, cpus: 0-7}, changed: true}
@@ -259,6 +266,15 @@ restored:
   description: With O(state=absent), number of threads restored (or that would be).
   returned: when O(state=absent)
   type: int
+not_restored:
+  description:
+    - With O(state=absent), the recorded threads that could not be restored, each with the reason and whether
+      it still exists (only those keep their originals record).
+  returned: when O(state=absent)
+  type: list
+  elements: dict
+  sample: [{pid: 1234, tid: 1240, comm: EngineCore, error: 'SCHED_OTHER refused with EPERM for pid 1234: ...',
+            exists: true}]
 '''
 
 import errno
@@ -377,6 +393,55 @@ def apply_threads(plan):
         if failed:
             e.details = dict(e.details, set_back_failed=failed)
         raise
+
+
+def thread_alive(row):
+    """The thread of `row` still exists (same pid, tid and start time)."""
+    st = sched.thread_stat(row['pid'], row['tid'])
+    return st is not None and (row.get('starttime') is None or st.get('starttime') == row['starttime'])
+
+
+def restore_threads(plan):
+    """state=absent: give every thread of `plan` [(row, want)] its recorded values, one at a time. A thread
+    the kernel refuses (EPERM, EINVAL for CPUs outside its cpuset) or that reads back otherwise does not stop
+    the others and is not set back. Returns ([(row, error)] not restored, [row] restored with fewer CPUs than
+    recorded - all its cpuset allows now); a thread that exited is marked vanished."""
+    failed, confined = [], []
+    for row, want in plan:
+        error = None
+        try:
+            sched.set_thread(row['tid'], policy=want.get('policy'), priority=want.get('priority', 0),
+                             cpus=want.get('cpus'))
+        except OSError as e:
+            if e.errno == errno.ESRCH:
+                row.update(vanished=True, changed=False, after=row['before'])
+                continue
+            error = sched.errno_message(e, row['pid'], row['tid'], want.get('policy'))
+        try:
+            after = sched.get_thread(row['tid'])
+        except OSError:
+            row.update(vanished=True, changed=error is None, after=dict(row['before'], **want))
+            continue
+        row['after'] = after
+        if error is None and not matches(after, want):
+            rest = dict((k, v) for k, v in want.items() if k != 'cpus')
+            got = set(cpulib.parse_cpulist(after.get('cpus')))
+            if 'cpus' in want and matches(after, rest) and got and got <= set(cpulib.parse_cpulist(want['cpus'])):
+                confined.append(row)
+            else:
+                error = ('thread %d of pid %d reads back %s after restoring %s'
+                         % (row['tid'], row['pid'], describe(row, after).split(': ', 1)[1],
+                            describe(row, dict(row['before'], **want)).split(': ', 1)[1]))
+        if error is not None:
+            row['changed'] = not matches(after, row['before'])   # e.g. the policy came back, the affinity not
+            row['error'] = error
+            failed.append((row, error))
+    return failed, confined
+
+
+def tid_list(rows, limit=10):
+    tids = [str(r['tid']) for r in rows]
+    return ', '.join(tids[:limit]) + (' ...' if len(tids) > limit else '')
 
 
 def write_dropin(module, unit, content, dropin_before, plan):
@@ -684,21 +749,62 @@ def absent(module, result):
     if unit:
         dropin_changed, dropin_diff = persist.set_dropin(unit, DROPIN_NAME, None, check_mode=True)
 
-    if not module.check_mode:
-        if plan:
-            apply_threads(plan)
-        if dropin_changed:
+    result['restored'] = len(plan)
+    result['not_restored'] = []
+    if module.check_mode:
+        return rows, dropin_path, dropin_changed, dropin_diff
+
+    # Every thread is tried (one refusal does not keep the others), then the drop-in; the record keeps
+    # only what still exists and could not be restored, so the next state=absent retries exactly that.
+    failed, confined = restore_threads(plan)
+    dropin_error = None
+    if dropin_changed:
+        try:
             persist.set_dropin(unit, DROPIN_NAME, None)
             systemctl(module, 'daemon-reload')
-        entries = [{'setting': '%s:%s:tid:%d' % (KIND, key, r['tid']), 'pid': r['pid'], 'comm': r['comm'],
-                    'before': r['before'], 'after': r['after'], 'action': 'restore'} for r in rows if r['changed']]
-        if dropin_changed:
-            entries.append({'setting': 'dropin:%s' % dropin_path, 'before': dropin_before, 'after': None,
-                            'action': 'remove'})
-        statelib.journal(entries, MODULE, p['state_dir'], p['change_context'])
-        if rec:
+        except (knob.KnobError, IOError, OSError) as e:
+            dropin_error = e.msg if isinstance(e, knob.KnobError) else 'cannot remove %s: %s' % (
+                dropin_path, e.strerror or e)
+            dropin_changed = persist.read_text(dropin_path) != dropin_before
+    entries = [{'setting': '%s:%s:tid:%d' % (KIND, key, r['tid']), 'pid': r['pid'], 'comm': r['comm'],
+                'before': r['before'], 'after': r['after'], 'action': 'restore' if 'error' not in r else 'partly restored'}
+               for r in rows if r['changed']]
+    if dropin_changed:
+        entries.append({'setting': 'dropin:%s' % dropin_path, 'before': dropin_before, 'after': None,
+                        'action': 'remove'})
+    statelib.journal(entries, MODULE, p['state_dir'], p['change_context'])
+
+    alive = [row for row, _e in failed if thread_alive(row)]
+    if rec:
+        keep = dict((str(r['tid']), orig['threads'][str(r['tid'])]) for r in alive)
+        if keep or dropin_error:
             statelib.forget_original(KIND, key, p['state_dir'])
-    result['restored'] = len(plan)
+            statelib.record_original(KIND, key, dict(orig, threads=keep), MODULE, p['state_dir'],
+                                     extra=dict(rec.get('extra') or {}, first_recorded_at=rec.get('recorded_at')))
+        else:
+            statelib.forget_original(KIND, key, p['state_dir'])
+    result['restored'] = len([r for r in rows if r['changed'] and 'error' not in r and not r.get('vanished')])
+    result['not_restored'] = [{'pid': r['pid'], 'tid': r['tid'], 'comm': r['comm'], 'error': r['error'],
+                               'exists': any(r is a for a in alive)} for r, _e in failed]
+    if confined:
+        module.warn(knob.one_line('%d thread(s) of %s restored with fewer CPUs than recorded (tids %s): their '
+                                  'cpuset allows only those now' % (len(confined), shown_selection(key),
+                                                                     tid_list(confined))))
+    if failed:
+        gone = len(failed) - len(alive)
+        module.warn(knob.one_line('%d of %d thread(s) of %s could not be restored (tids %s)%s; %s: %s'
+                                  % (len(failed), len(plan), shown_selection(key), tid_list([r for r, _e in failed]),
+                                     ' - %d exited since' % gone if gone else '',
+                                     'their record is kept for the next state=absent' if alive
+                                     else 'nothing left to restore', failed[0][1])))
+    if alive or dropin_error:
+        why = []
+        if alive:
+            why.append('%d recorded thread(s) of %s still exist and could not be restored (tids %s): %s'
+                       % (len(alive), shown_selection(key), tid_list(alive), alive[0]['error']))
+        if dropin_error:
+            why.append(dropin_error)
+        result['failed_msg'] = knob.one_line('; '.join(why))
     return rows, dropin_path, dropin_changed, dropin_diff
 
 
@@ -726,6 +832,10 @@ def run(module):
         if dropin_diff:
             diff.append(dropin_diff)
         result['diff'] = diff
+    failed_msg = result.pop('failed_msg', None)
+    if failed_msg:
+        # state=absent restored what it could (journalled, in the result) and kept the record of the rest
+        module.fail_json(msg=failed_msg, error_kind='rejected', **result)
     return result
 
 

@@ -538,3 +538,126 @@ def test_cpus_with_offline_hole_shown_bounded(env):
     res = env.mod(fifo50(cpus='4'))
     assert_refused(env, res, '', asked_systemd=False)
     assert '4' in res['msg']
+
+
+# ---------------------------------------------------------------- issue 14: state=absent always completes
+
+def refuse(env, tid, call, err, then=None):
+    """The kernel refuses `call` ('setscheduler' or 'setaffinity') for `tid` with errno `err`."""
+    real = getattr(env.sched, call)
+
+    def fake_call(t, *args):
+        if t == tid:
+            env.sched.calls.append((call + ' refused', t))
+            if then:
+                then()
+            raise OSError(err, os.strerror(err))
+        return real(t, *args)
+    setattr(env.sched, call, fake_call)
+
+
+def test_absent_restores_every_thread_it_can_and_keeps_only_the_rest(env):
+    env.mod(fifo50(persist=True, cpus='4-7'))
+    refuse(env, 103, 'setscheduler', 1)                    # EPERM
+    env.sched.allowed_cpus[104] = set()                    # its cpuset has none of the recorded CPUs: EINVAL
+
+    def exit_102():
+        del env.sched.threads[102]
+    refuse(env, 102, 'setscheduler', 3, then=exit_102)     # ESRCH: exited between read and write
+    journal = len(state.read_journal())
+    res = env.mod(dict(unit='vllm', state='absent'))
+    assert res['failed'] is True and res['error_kind'] == 'rejected'
+    assert '\n' not in res['msg'] and len(res['msg']) <= 300
+    assert res['msg'].startswith('2 recorded thread(s) of unit:vllm.service still exist and could not be restored '
+                                 '(tids 103, 104): SCHED_OTHER refused with EPERM for pid 101')
+    # the others were restored, not set back: 101 fully, 104's policy (its affinity is what failed)
+    assert env.sched.state(101) == ('other', 0) and env.sched.threads[101]['cpus'] == set(range(8))
+    assert env.sched.state(103) == ('fifo', 50)
+    assert env.sched.state(104) == ('other', 0) and env.sched.threads[104]['cpus'] == {4, 5, 6, 7}
+    assert res['restored'] == 1 and res['changed'] is True and res['dropin_changed'] is True
+    assert [(t['tid'], t['exists']) for t in res['not_restored']] == [(103, True), (104, True)]
+    assert 'EINVAL' in res['not_restored'][1]['error']
+    assert [w for w in res['warnings'] if 'could not be restored' in w] == [
+        w for w in res['warnings'] if w.startswith('2 of 4 thread(s) of unit:vllm.service could not be restored '
+                                                   '(tids 103, 104); their record is kept for the next state=absent')]
+    assert all('\n' not in w and len(w) <= 300 for w in res['warnings'])
+    # the drop-in went all the same; the journal has what was restored; the record only what was not
+    assert not os.path.exists(env.fake.path(DROPIN))
+    assert [(j['setting'], j['action']) for j in state.read_journal()[journal:]] == [
+        ('sched:unit:vllm.service:tid:101', 'restore'), ('sched:unit:vllm.service:tid:104', 'partly restored'),
+        ('dropin:' + DROPIN, 'remove')]
+    rec = state.get_original('sched', 'unit:vllm.service')
+    assert sorted(rec['original']['threads']) == ['103', '104']
+    assert rec['original']['threads']['104']['cpus'] == '0-7'
+    assert rec['extra']['first_recorded_at']
+    # once the kernel lets it, the next state=absent finishes exactly those
+    env.sched.setscheduler = FakeSched.setscheduler.__get__(env.sched)
+    env.sched.allowed_cpus.pop(104)
+    again = env.mod(dict(unit='vllm', state='absent'))
+    assert not again.get('failed') and again['restored'] == 2 and again['not_restored'] == []
+    assert [t['tid'] for t in again['threads']] == [103, 104]
+    assert env.sched.state(103) == ('other', 0) and env.sched.threads[104]['cpus'] == set(range(8))
+    assert state.get_original('sched', 'unit:vllm.service') is None
+
+
+def test_absent_thread_refused_then_gone_is_forgotten(env):
+    """A refused thread that no longer exists (its tid now another thread's) is warned about, not failed on."""
+    env.mod(fifo50())
+
+    def reuse_103():
+        env.fake.file('/proc/101/task/103/stat', '103 (tokenizer-0) S 1 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 99999')
+    refuse(env, 103, 'setscheduler', 22, then=reuse_103)  # EINVAL
+    res = env.mod(dict(unit='vllm', state='absent'))
+    assert not res.get('failed'), res.get('msg')
+    assert res['restored'] == 3 and [(t['tid'], t['exists']) for t in res['not_restored']] == [(103, False)]
+    assert any(w.startswith('1 of 4 thread(s) of unit:vllm.service could not be restored (tids 103) - 1 exited '
+                            'since; nothing left to restore') for w in res['warnings'])
+    assert state.get_original('sched', 'unit:vllm.service') is None
+
+
+def test_absent_thread_that_exited_meanwhile_is_no_failure(env):
+    env.mod(fifo50())
+
+    def exit_104():
+        del env.sched.threads[104]
+    refuse(env, 104, 'setscheduler', 3, then=exit_104)
+    res = env.mod(dict(unit='vllm', state='absent'))
+    assert not res.get('failed') and res['restored'] == 3 and res['not_restored'] == []
+    assert [t.get('vanished') for t in res['threads']] == [None, None, None, True]
+    assert not [w for w in res['warnings'] if 'could not be restored' in w]
+    assert state.get_original('sched', 'unit:vllm.service') is None
+
+
+def test_absent_affinity_confined_by_cpuset_is_restored_with_warning(env):
+    """The thread now sits in a partition of CPUs 4-5: 0-7 cannot come back whole (the cpuset decides)."""
+    env.mod(fifo50(cpus='4-7'))
+    env.sched.allowed_cpus[102] = {4, 5}
+    res = env.mod(dict(unit='vllm', state='absent'))
+    assert not res.get('failed') and res['restored'] == 4
+    assert env.sched.state(102) == ('other', 0) and env.sched.threads[102]['cpus'] == {4, 5}
+    assert any(w.startswith('1 thread(s) of unit:vllm.service restored with fewer CPUs than recorded (tids 102)')
+               for w in res['warnings'])
+    assert state.get_original('sched', 'unit:vllm.service') is None
+
+
+def test_absent_dropin_failure_restores_threads_and_keeps_record(env):
+    env.mod(fifo50(persist=True))
+    env.systemctl.on_command = lambda args: (1, '', 'Failed to reload daemon: Access denied')
+    res = env.mod(dict(unit='vllm', state='absent'))
+    assert res['failed'] and res['msg'].startswith('systemctl daemon-reload failed (rc=1)')
+    assert all(env.sched.state(t) == ('other', 0) for t in ENGINE) and res['restored'] == 4
+    rec = state.get_original('sched', 'unit:vllm.service')
+    assert rec is not None and rec['original']['threads'] == {}   # kept, so rollback.yml tries again
+    env.systemctl.on_command = None
+    again = env.mod(dict(unit='vllm', state='absent'))
+    assert not again.get('failed') and state.get_original('sched', 'unit:vllm.service') is None
+
+
+def test_absent_check_mode_unchanged_by_refusals(env):
+    env.mod(fifo50())
+    refuse(env, 103, 'setscheduler', 1)
+    before = env.fake.read(STATE_DIR + '/originals.json')
+    res = env.mod(dict(unit='vllm', state='absent'), check=True)
+    assert not res.get('failed') and res['restored'] == 4 and res['not_restored'] == []
+    assert env.fake.read(STATE_DIR + '/originals.json') == before
+    assert not [c for c in env.sched.calls if c[0].endswith('refused')]
