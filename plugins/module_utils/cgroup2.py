@@ -226,6 +226,21 @@ def populated(cg):
     return bool(procs(cg))
 
 
+def running_units(cg):
+    """[(unit, cgroup)] of the populated service and scope cgroups below cg, looking through nested slices
+    (what systemd runs there, whichever way it got there: a Slice= drop-in or the unit's own Slice=)."""
+    out, stack = [], [cg]
+    while stack:
+        c = stack.pop()
+        for child in children(c):
+            path = c + '/' + child
+            if child.endswith('.slice'):
+                stack.append(path)
+            elif child.endswith(('.service', '.scope')) and populated(path):
+                out.append((child, path))
+    return sorted(out)
+
+
 def partitions(exclude=None):
     """{cgroup: [cpus]} of every valid root/isolated partition (exclude: a cgroup whose subtree is skipped)."""
     out = {}

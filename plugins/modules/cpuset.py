@@ -68,6 +68,11 @@ options:
     description:
       - Restart the O(units) that are running outside the slice (present) or inside it (absent). Otherwise
         RV(restart_required) is true and the units keep running where they are until their next restart.
+      - With O(state=absent) every service found running in the slice counts, also one that is there by its own
+        unit file's C(Slice=) (not in O(units) or the record), and they are restarted B(after) the partition is
+        dissolved, so that they start on the CPU set without it; once none is left in the slice its
+        C(cpuset.cpus)/C(cpuset.mems) are emptied in the same run. Without O(restart_units) a warning names the
+        services left running in the slice (nothing that serves is restarted unasked).
     type: bool
     default: false
   path:
@@ -235,7 +240,9 @@ units_restarted:
   type: list
   elements: str
 restart_required:
-  description: True when some unit still runs outside the slice (present) or inside it (absent) and was not restarted.
+  description:
+    - True when some unit still runs outside the slice (present) or inside it (absent) and was not restarted.
+    - With O(state=absent) this includes services running in the slice by their own C(Slice=).
   returned: always
   type: bool
 kthreads_reaffined:
@@ -851,6 +858,10 @@ def absent(ctx, result, cg, slice_name, key):
         info, inside = unit_status(ctx, u, cg)
         if inside and info.get('ActiveState') in ('active', 'activating', 'reloading'):
             restart.append(u)
+    if slice_name and cur is not None:
+        # services in the slice that are not ours by record (e.g. a unit file's own Slice=) lose the
+        # partition's CPUs all the same: named (and restarted with restart_units) like the recorded ones
+        restart += [u for u, _c in cgroup2.running_units(cg) if u.endswith('.service') and u not in restart]
     remove = bool(not slice_name and cur is not None and orig.get('created') and not cgroup2.children(cg)
                   and not (in_cg - set(pid for pid, _o in moves)))
     if not slice_name and cur is not None and orig.get('created') and not remove:
@@ -877,19 +888,34 @@ def absent(ctx, result, cg, slice_name, key):
             stop_part_unit(ctx, slice_name)
         write_files(ctx, files, check=False)
         ctx.systemctl('daemon-reload')
-    # Processes and units leave first: the kernel refuses to empty cpuset.cpus (ENOSPC) of a
-    # cgroup that still has tasks in it.
+    # Processes leave first: the kernel refuses to empty cpuset.cpus (ENOSPC) of a cgroup that still has
+    # tasks in it. Units are restarted after the dissolve, so that they start on the CPU set without the
+    # partition (a service that pins its threads at start would otherwise keep the housekeeping CPUs).
     for pid, origin in moves:
         cgroup2.move_pid(origin, pid)
         ctx.entries.append({'setting': '%s/cgroup.procs' % origin, 'before': cg, 'after': pid})
-    for u in result['units_restarted']:
-        ctx.systemctl('restart', u)
-        ctx.entries.append({'setting': 'restart:%s' % u, 'before': None, 'after': 'restarted'})
     plan, widened = widen_instead_of_emptying(cg, plan)
     ctx.runtime = plan
     kthreads = node_kthreads_before(plan, 'member')
     apply_runtime(ctx, cg, plan)
     reaffine(ctx, kthreads, result)
+    for u in result['units_restarted']:
+        ctx.systemctl('restart', u)
+        ctx.entries.append({'setting': 'restart:%s' % u, 'before': None, 'after': 'restarted'})
+    if widened and result['units_restarted'] and not cgroup2.populated(cg):
+        # the restarted units left the slice (their Slice= drop-in is gone): now the kernel lets it empty
+        now = read_current(cg)
+        rest = [(name, now[name.split('.')[1]], '') for name in widened if now[name.split('.')[1]] != '']
+        apply_runtime(ctx, cg, rest)
+        ctx.runtime = plan + rest
+        widened = []
+    if result['units_restart_required'] and (plan or widened or file_changes):
+        ctx.module.warn(knob.one_line(
+            '%s: cpuset released (partition dissolved) while %s still run in it; threads that set their own affinity '
+            'keep the old CPUs: restart the units to take the new CPU set%s (not restarted: restart_units=false)'
+            % (cg, ', '.join(result['units_restart_required']),
+               ' and leave the slice' if any(u in orig.get('units', []) for u in result['units_restart_required'])
+               else '')))
     if widened:
         ctx.module.warn('%s still has tasks and the kernel refuses to empty %s while it has (ENOSPC): set to every '
                         'online CPU/node instead; restart its units out of it and run state=absent again to empty them'

@@ -641,3 +641,92 @@ def test_absent_undoes_a_path_recorded_inside_a_unit_cgroup(env):
     assert state.get_original('cpuset', 'path:' + cg) is None
     res = env.mod(dict(path=cg, state='absent'))
     assert res['failed'] and 'inside the unit cgroup' in res['msg']
+
+
+# ---------------------------------------------------------------- issue 14: rollback with services in the slice
+
+def live_partition(env):
+    """site.yml's state: vllm.service moved into the root partition by its Slice= drop-in (recorded)."""
+    env.mod(slice_args(restart_units=True))
+    assert env.fake.read('/proc/300/cgroup').strip() == '0::/llminference.slice/vllm.service'
+    sync_populated(env.fake)
+
+
+def add_own_slice_service(env, name='other.service', pid=400):
+    """A service in the slice by its own unit file's Slice= (no record of ours)."""
+    env.fake.file('/proc/%d/cgroup' % pid, '0::/system.slice')
+    env.units[name] = {'LoadState': 'loaded', 'ActiveState': 'active', 'MainPID': str(pid),
+                       'ControlGroup': '/llminference.slice/' + name, 'UnitSlice': SLICE}
+    move_proc(env.fake, env.cg, pid, SCG + '/' + name)
+
+
+def test_absent_without_restart_names_the_units_left_in_the_slice(env, kernel):
+    live_partition(env)
+    add_own_slice_service(env)
+    n = len(env.systemctl.commands)
+    res = env.mod(dict(slice=SLICE, state='absent'))
+    assert not res.get('failed'), res.get('msg')
+    assert res['units_restarted'] == [] and res['restart_required'] is True
+    assert res['units_restart_required'] == ['vllm.service', 'other.service']
+    assert not [c for c in env.systemctl.commands[n:] if c[0] == 'restart']   # never restarted unasked
+    left = [w for w in res['warnings'] if 'still run in it' in w]
+    assert left == [SCG + ': cpuset released (partition dissolved) while vllm.service, other.service still run in it; '
+                    'threads that set their own affinity keep the old CPUs: restart the units to take the new CPU set '
+                    'and leave the slice (not restarted: restart_units=false)']
+    assert all('\n' not in w and len(w) <= 300 for w in res['warnings'])
+    assert (res['partition'], res['cpus_effective']) == ('member', '0-7')
+    assert env.fake.read('/proc/300/cgroup').strip() == '0::/llminference.slice/vllm.service'
+    assert state.get_original('cpuset', 'slice:' + SLICE) is not None   # the cpuset is not empty yet
+
+
+def test_absent_restart_units_restarts_after_the_dissolve_and_finishes(env, kernel):
+    """rollback.yml with rollback_restart_units=true: the partition is dissolved first (the service starts on
+    every CPU, not on the housekeeping ones), then the unit restarts out of the slice and the cpuset empties."""
+    live_partition(env)
+    seen = {}
+    inner = env.systemctl.on_command
+
+    def on_command(args):
+        if args[0] == 'restart':
+            seen[args[1]] = (env.cg.read(SCG, 'cpuset.cpus.partition'), env.cg.read(SCG, 'cpuset.cpus.effective'))
+        return inner(args)
+    env.systemctl.on_command = on_command
+    res = env.mod(dict(slice=SLICE, state='absent', restart_units=True), diff=True)
+    assert not res.get('failed'), res.get('msg')
+    assert seen == {'vllm.service': ('member', '0-7')}
+    assert res['units_restarted'] == ['vllm.service'] and res['restart_required'] is False
+    assert env.fake.read('/proc/300/cgroup').strip() == '0::/system.slice/vllm.service'
+    assert env.cg.read(SCG, 'cpuset.cpus') == '' and env.cg.read(SCG, 'cpuset.mems') == ''
+    assert res['warnings'] == []
+    assert state.get_original('cpuset', 'slice:' + SLICE) is None
+    journal = [(e['setting'], e['after']) for e in state.read_journal()]
+    assert journal[-6:] == [(SCG + '/cpuset.cpus.partition', 'member'), (SCG + '/cpuset.cpus', '0-7'),
+                            (SCG + '/cpuset.mems', '0-1'), ('restart:vllm.service', 'restarted'),
+                            (SCG + '/cpuset.cpus', ''), (SCG + '/cpuset.mems', '')]
+    assert res['diff'][0]['after'].splitlines()[-2:] == [SCG + '/cpuset.cpus: ', SCG + '/cpuset.mems: ']
+
+
+def test_absent_restart_units_service_with_its_own_slice_stays_widened(env, kernel):
+    """A service whose own unit file says Slice= comes back into the slice when restarted: it takes the new CPU
+    set (every online CPU), the cpuset cannot empty, and the record stays for a later state=absent."""
+    live_partition(env)
+    add_own_slice_service(env)
+    res = env.mod(dict(slice=SLICE, state='absent', restart_units=True))
+    assert not res.get('failed'), res.get('msg')
+    assert res['units_restarted'] == ['vllm.service', 'other.service']
+    assert env.fake.read('/proc/400/cgroup').strip() == '0::/llminference.slice/other.service'
+    assert env.cg.read(SCG, 'cpuset.cpus') == '0-7' and env.cg.read(SCG, 'cpuset.cpus.partition') == 'member'
+    assert [w for w in res['warnings'] if 'still run in it' in w] == []
+    assert any('refuses to empty cpuset.cpus and cpuset.mems while it has (ENOSPC)' in w for w in res['warnings'])
+    assert state.get_original('cpuset', 'slice:' + SLICE) is not None
+
+
+def test_running_units_looks_through_nested_slices(env, kernel):
+    env.cg.mk(SCG)
+    env.cg.mk(SCG + '/llminference-batch.slice')
+    env.cg.mk(SCG + '/llminference-batch.slice/batch.service', procs=[501])
+    env.cg.mk(SCG + '/idle.service')                       # no process: not running
+    env.cg.mk(SCG + '/run-u7.scope', procs=[502])
+    sync_populated(env.fake)
+    from ansible_collections.medai.llmhost.plugins.module_utils import cgroup2
+    assert [u for u, _c in cgroup2.running_units(SCG)] == ['batch.service', 'run-u7.scope']
