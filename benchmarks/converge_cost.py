@@ -116,7 +116,9 @@ class Bench(object):
         self.inv.write_text(json.dumps(inv, indent=1))
 
     def playbook(self, label, playbook, timed=True):
-        env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+        # ANSIBLE_CACHE_PLUGIN=memory: every run gathers its own facts (the repo's ansible.cfg caches them in a
+        # file, which made the second bare gather_facts run gather nothing)
+        env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CACHE_PLUGIN="memory",
                    ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks,medai.llmhost.drift_report",
                    MEDAI_LLMHOST_REPORT_DIR=str(self.out / "reports"))
         argv = ["ansible-playbook", "-i", str(ROOT / "inventories" / "profiles"), "-i", str(ROOT / "inventories" / "lab"),
