@@ -21,7 +21,8 @@ description:
     directory, and prints a summary (hosts, settings checked, drift) at the end of the run.
   - Facts whose name starts with C(llmhost_audit_), or a role's dict fact named C(<role>_audit) (set with
     M(ansible.builtin.set_fact)), are added to the host's section (for example the peak/off-peak timer state).
-  - Outside check mode it records nothing and prints nothing.
+  - Outside check mode it records nothing and prints nothing; tasks that a role runs in check mode inside a
+    normal play (safety checks of C(site.yml)) are not an audit and are not recorded.
 requirements:
   - enable it in C(callbacks_enabled) or with E(ANSIBLE_CALLBACKS_ENABLED=medai.llmhost.drift_report)
 options:
@@ -132,16 +133,20 @@ class CallbackModule(CallbackBase):
         self.hosts = {}
         self.check_mode_seen = False
         self.play_name = None
+        self.play_check_mode = False
 
     def v2_playbook_on_play_start(self, play):
         self.play_name = play.get_name()
+        # an audit is a play run in check mode (audit.yml) or a run with --check; the check-mode safety
+        # checks inside site.yml's roles are not an audit and make no report
+        self.play_check_mode = getattr(play, 'check_mode', None) is True
 
     def _host(self, name):
         return self.hosts.setdefault(name, {'settings': [], 'failed': [], 'extra': {}, 'unreachable': False})
 
     def _record(self, result, status):
         task = result._task
-        if not (getattr(task, 'check_mode', None) is True or context.CLIARGS.get('check')):
+        if not (self.play_check_mode or context.CLIARGS.get('check')) or getattr(task, 'check_mode', None) is not True:
             return
         self.check_mode_seen = True
         host = self._host(result._host.get_name())

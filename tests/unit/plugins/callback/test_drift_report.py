@@ -54,3 +54,49 @@ def test_every_output_says_the_same_state():
 def test_html_lists_failed_checks():
     html = CallbackModule().html(_report(failed=1))
     assert 'Memory | zswap' in html and 'zswap is not built' in html and 'FAILED' in html
+
+
+class _Task(object):
+    def __init__(self, check_mode, name='Memory | THP', action='medai.llmhost.sysfs_param'):
+        self.check_mode, self._name, self.action = check_mode, name, action
+
+    def get_name(self):
+        return self._name
+
+
+class _Host(object):
+    def get_name(self):
+        return 'h1'
+
+
+class _Result(object):
+    def __init__(self, task, result):
+        self._task, self._host, self._result = task, _Host(), result
+
+
+class _Play(object):
+    def __init__(self, check_mode):
+        self.check_mode = check_mode
+
+    def get_name(self):
+        return 'play'
+
+
+DRIFT = {'changed': True, 'diff': {'before': {'/sys/a': 'madvise'}, 'after': {'/sys/a': 'never'}}}
+
+
+def test_check_mode_tasks_inside_a_normal_play_are_not_an_audit():
+    cb = CallbackModule()
+    cb.v2_playbook_on_play_start(_Play(check_mode=False))   # site.yml
+    cb.v2_runner_on_ok(_Result(_Task(check_mode=True), DRIFT))  # a role's safety check in check mode
+    assert cb.hosts == {} and not cb.check_mode_seen
+
+
+def test_a_check_mode_play_is_recorded_but_not_its_check_mode_false_tasks():
+    cb = CallbackModule()
+    cb.v2_playbook_on_play_start(_Play(check_mode=True))    # audit.yml
+    cb.v2_runner_on_ok(_Result(_Task(check_mode=True), DRIFT))
+    cb.v2_runner_on_ok(_Result(_Task(check_mode=False, name='read the journal', action='ansible.builtin.shell'),
+                               {'changed': False}))
+    rows = cb.hosts['h1']['settings']
+    assert [(r['setting'], r['effective'], r['desired'], r['drift']) for r in rows] == [('/sys/a', 'madvise', 'never', True)]
