@@ -223,7 +223,7 @@ threads:
       sample: {policy: fifo, priority: 50, cpus: 2-3}
     changed: {description: Whether this thread was (or would be) changed., type: bool}
     vanished: {description: Present and true when the thread exited during the run., type: bool}
-    error: {description: With O(state=absent), why the thread could not be restored (one line)., type: str}
+    error: {description: 'With O(state=absent), why the thread could not be restored (one line).', type: str}
   sample:
     - {pid: 1234, tid: 1234, comm: python3, before: {policy: other, priority: 0, cpus: 0-7},
        after: {policy: fifo, priority: 50, cpus: 0-7}, changed: true}
@@ -788,8 +788,8 @@ def absent(module, result):
                                'exists': any(r is a for a in alive)} for r, _e in failed]
     if confined:
         module.warn(knob.one_line('%d thread(s) of %s restored with fewer CPUs than recorded (tids %s): their '
-                                  'cpuset allows only those now' % (len(confined), shown_selection(key),
-                                                                     tid_list(confined))))
+                                  'cpuset allows only those now'
+                                  % (len(confined), shown_selection(key), tid_list(confined))))
     if failed:
         gone = len(failed) - len(alive)
         module.warn(knob.one_line('%d of %d thread(s) of %s could not be restored (tids %s)%s; %s: %s'
