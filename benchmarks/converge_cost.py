@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAB = [sys.executable, str(ROOT / "scripts" / "lab.py")]
 
 BANNER_RE = re.compile(r"^(TASK|RUNNING HANDLER) \[(.*)\]")
-STAMP_RE = re.compile(r"^\w+day \d+ \w+ \d{4}\s+[\d:]+ [+-]\d{4} \([\d:.]+\)\s+(\d+):(\d+):([\d.]+)\s*$")
+STAMP_RE = re.compile(r"^\w+day \d+ \w+ \d{4}\s+[\d:]+ [+-]\d{4} \([\d:.]+\)\s+(\d+):(\d+):([\d.]+)\s*\**\s*$")
 RESULT_RE = re.compile(r"^(ok|changed|failed|fatal|skipping): \[[^\]]+\]")
 RECAP_RE = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)")
 
@@ -161,9 +161,9 @@ class Bench(object):
                 self.lab("down", self.a.name, check=False)
         self.write()
 
-    def write(self):
+    def write(self, generated_at=None):
         facts = min(r["wall_seconds"] for r in self.runs if r["label"].startswith("gather_facts"))
-        summary = {"generated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        summary = {"generated_at": generated_at or datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                    "vm": {"name": self.a.name, "flavour": self.a.flavour}, "gather_facts_seconds": facts,
                    "runs": self.runs}
         (self.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -186,14 +186,30 @@ class Bench(object):
         print("\n".join(lines))
 
 
+def resummarize(out):
+    """Re-parse the logs of a finished run in `out` (wall times and loads from its summary.json)."""
+    a = argparse.Namespace(out=out, name=None, flavour=None, keep=True)
+    old = json.loads((Path(out) / "summary.json").read_text())
+    a.name, a.flavour = old["vm"]["name"], old["vm"]["flavour"]
+    bench = Bench(a)
+    for r in old["runs"]:
+        tasks, recap = parse_log((Path(out) / ("%s.log" % r["label"])).read_text())
+        bench.runs.append(dict(r, **dict(summarize(tasks), recap=recap)))
+    bench.write(old["generated_at"])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     p.add_argument("--name", default="cost")
     p.add_argument("--flavour", default="bookworm")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / ("converge-" + time.strftime("%Y-%m-%d"))))
     p.add_argument("--keep", action="store_true", help="leave the VM running")
+    p.add_argument("--resummarize", action="store_true", help="only re-parse the logs of a finished run in --out")
     a = p.parse_args()
     a.out = os.path.abspath(a.out)
+    if a.resummarize:
+        resummarize(a.out)
+        return
     Path(a.out).mkdir(parents=True, exist_ok=True)
     (Path(a.out) / "command.txt").write_text(" ".join(sys.argv) + "\n")
     Bench(a).run()
