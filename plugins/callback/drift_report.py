@@ -67,6 +67,49 @@ def _short(value):
     return value if len(value) <= MAX_VALUE else value[:MAX_VALUE - 1] + '…'
 
 
+def _thread_states(threads, key):
+    """'2 threads rr 50 cpus 2-3' per distinct scheduling state of `threads` (chrt_priority rows)."""
+    counts = {}
+    for t in threads:
+        st = t.get(key) or {}
+        text = ' '.join(str(st[k]) if k != 'cpus' else 'cpus %s' % st[k]
+                        for k in ('policy', 'priority', 'cpus') if st.get(k) not in (None, ''))
+        counts[text] = counts.get(text, 0) + 1
+    return '; '.join('%d thread%s %s' % (n, '' if n == 1 else 's', text) for text, n in sorted(counts.items()))
+
+
+def module_rows(result):
+    """(setting, effective, desired) for every setting a medai.llmhost module reports, changed or not:
+    knobs (sysfs_param), zswap parameters, block-device attributes (io_scheduler), the scheduling of a
+    unit's threads (chrt_priority). [] for other results."""
+    rows = []
+    for k in result.get('knobs') or ():
+        if isinstance(k, dict) and 'before' in k:
+            rows.append((k.get('resolved_path') or k.get('path'), k['before'], k.get('after')))
+    for p in result.get('params') or ():
+        if isinstance(p, dict) and 'before' in p:
+            rows.append((p.get('path') or p.get('name'), p['before'], p.get('after')))
+    for d in result.get('devices') or ():
+        if isinstance(d, dict) and 'name' in d:
+            for attr in ('scheduler', 'nr_requests', 'read_ahead_kb'):
+                v = d.get(attr)
+                if isinstance(v, dict):
+                    rows.append(('/sys/block/%s/queue/%s' % (d['name'], attr), v.get('before'), v.get('after')))
+    threads = [t for t in result.get('threads') or () if isinstance(t, dict) and 'tid' in t]
+    if threads:
+        rows.append(('scheduling of %s' % (result.get('unit') or result.get('selection') or 'threads'),
+                     _thread_states(threads, 'before'), _thread_states(threads, 'after')))
+    return [(to_text(key), before, after) for key, before, after in rows]
+
+
+def _file_diffs(diffs):
+    """Only the entries of a diff that are files (header is a path): the persistence files."""
+    if isinstance(diffs, dict):
+        diffs = [diffs]
+    return [d for d in diffs or [] if isinstance(d, dict)
+            and str(d.get('after_header') or d.get('before_header') or '').startswith('/')]
+
+
 def flatten_diff(diffs):
     """Turn a task's diff (dict or list of dicts) into rows (key, effective, desired).
 
@@ -111,6 +154,13 @@ def _key_values(text):
             return None
         out[key] = value
     return out
+
+
+def _never_changes(task):
+    """A task declared never to change anything (changed_when: false): a read or a role's own pre-check,
+    not a setting."""
+    cond = getattr(task, 'changed_when', None)
+    return cond in (False, [False]) or (isinstance(cond, list) and len(cond) == 1 and str(cond[0]).strip().lower() == 'false')
 
 
 def host_state(summary):
@@ -160,18 +210,26 @@ class CallbackModule(CallbackBase):
         if status == 'failed':
             host['failed'].append({'task': task.get_name(), 'msg': _short(res.get('msg'))})
             return
-        if status == 'skipped' or task.action in NOT_SETTINGS:
+        if status == 'skipped' or task.action in NOT_SETTINGS or _never_changes(task):
             return
         results = res.get('results')
         looped = isinstance(results, list) and results and isinstance(results[0], dict) and 'changed' in results[0]
         items = results if looped else [res]
         for item in items:
             changed = bool(item.get('changed'))
-            rows = flatten_diff(item.get('diff'))
+            values = module_rows(item)
+            # a setting the module reports drifts when its effective and desired values differ; files
+            # (persistence, units) drift when the task would change them
+            rows = [(key, eff, des, _short(eff) != _short(des)) for key, eff, des in values]
+            rows += [(key, eff, des, changed)
+                     for key, eff, des in flatten_diff(_file_diffs(item.get('diff')) if values else item.get('diff'))]
+            if rows and changed and not any(r[3] for r in rows):
+                # the task would change something its values do not show (e.g. a unit's slice): still drift
+                rows.append((_short(item.get('msg')) or 'other change reported by the task', None, None, True))
             if rows:
-                for key, eff, des in rows:
+                for key, eff, des, drift in rows:
                     host['settings'].append({'task': task.get_name(), 'action': task.action, 'setting': key,
-                                             'effective': eff, 'desired': des, 'drift': changed})
+                                             'effective': eff, 'desired': des, 'drift': drift})
             else:
                 host['settings'].append({'task': task.get_name(), 'action': task.action,
                                          'setting': _short(item.get('item')) if 'item' in item else '',

@@ -100,3 +100,51 @@ def test_a_check_mode_play_is_recorded_but_not_its_check_mode_false_tasks():
                                {'changed': False}))
     rows = cb.hosts['h1']['settings']
     assert [(r['setting'], r['effective'], r['desired'], r['drift']) for r in rows] == [('/sys/a', 'madvise', 'never', True)]
+
+
+def _audit(*results):
+    cb = CallbackModule()
+    cb.v2_playbook_on_play_start(_Play(check_mode=True))
+    for task, res in results:
+        cb.v2_runner_on_ok(_Result(task, res))
+    return [(r['setting'], r['effective'], r['desired'], r['drift']) for r in cb.hosts['h1']['settings']]
+
+
+def test_every_knob_is_a_row_in_profile_or_not():
+    sysctl = '/etc/sysctl.d/90-medai-llmhost.conf'
+    res = {'changed': True, 'knobs': [
+        {'path': '/proc/sys/vm/swappiness', 'resolved_path': '/proc/sys/vm/swappiness', 'before': '60', 'after': '10'},
+        {'path': '/proc/sys/vm/watermark_scale_factor', 'resolved_path': '/proc/sys/vm/watermark_scale_factor',
+         'before': '200', 'after': '200'}],
+        'diff': [{'before_header': 'runtime knobs', 'after_header': 'runtime knobs',
+                  'before': '/proc/sys/vm/swappiness = 60\n', 'after': '/proc/sys/vm/swappiness = 10\n'},
+                 {'before_header': sysctl, 'after_header': sysctl, 'before': 'vm.swappiness = 60\n',
+                  'after': 'vm.swappiness = 10\n'}]}
+    assert _audit((_Task(True), res)) == [('/proc/sys/vm/swappiness', '60', '10', True),
+                                          ('/proc/sys/vm/watermark_scale_factor', '200', '200', False),
+                                          ('vm.swappiness', '60', '10', True)]
+
+
+def test_zswap_devices_and_threads_rows():
+    zswap = {'changed': False, 'params': [{'name': 'enabled', 'path': '/sys/module/zswap/parameters/enabled',
+                                           'before': 'Y', 'after': 'Y'}]}
+    io = {'changed': False, 'devices': [{'name': 'vdb', 'scheduler': {'before': 'mq-deadline', 'after': 'mq-deadline'},
+                                         'nr_requests': {'before': 256, 'after': 256}, 'read_ahead_kb': None}]}
+    rt = {'before': {'policy': 'rr', 'priority': 50, 'cpus': '2-3'}, 'after': {'policy': 'rr', 'priority': 50, 'cpus': '2-3'}}
+    chrt = {'changed': False, 'unit': 'vllm.service',
+            'threads': [dict(rt, tid=10, pid=10), dict(rt, tid=11, pid=10)]}
+    assert _audit((_Task(True), zswap), (_Task(True), io), (_Task(True), chrt)) == [
+        ('/sys/module/zswap/parameters/enabled', 'Y', 'Y', False),
+        ('/sys/block/vdb/queue/scheduler', 'mq-deadline', 'mq-deadline', False),
+        ('/sys/block/vdb/queue/nr_requests', 256, 256, False),
+        ('scheduling of vllm.service', '2 threads rr 50 cpus 2-3', '2 threads rr 50 cpus 2-3', False)]
+
+
+def test_pre_checks_are_not_settings_and_hidden_changes_still_drift():
+    pre = _Task(True, name='Check every device entry (check mode, writes nothing)')
+    pre.changed_when = [False]
+    res = {'changed': True, 'msg': 'vllm.service would move to llminference.slice',
+           'knobs': [{'path': '/sys/a', 'before': '1', 'after': '1'}]}
+    assert _audit((pre, {'changed': True, 'knobs': [{'path': '/sys/a', 'before': '0', 'after': '1'}]}),
+                  (_Task(True), res)) == [('/sys/a', '1', '1', False),
+                                          ('vllm.service would move to llminference.slice', None, None, True)]
