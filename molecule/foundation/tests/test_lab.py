@@ -1,0 +1,1 @@
+../../lab_smoke/tests/test_lab.py
