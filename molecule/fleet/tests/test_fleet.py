@@ -51,6 +51,39 @@ def test_canary_is_tuned(host):
     assert any(e.get("path") == "/sys/kernel/mm/transparent_hugepage/enabled" and e.get("after") == "never" for e in journal)
 
 
+SLICE = "/sys/fs/cgroup/llminference.slice"
+
+
+def vllm_threads(host):
+    """(comm, scheduling class, rt priority) of every thread of vllm.service's main process."""
+    pid = host.check_output("systemctl show -p MainPID --value vllm.service")
+    out = host.check_output("ps -L -o comm=,cls=,rtprio= -p %s" % pid)
+    return pid, [tuple(line.split()) for line in out.splitlines() if line.strip()]
+
+
+def test_canary_inference_in_its_partition_with_rt_engine_threads(host):
+    if not is_canary(host):
+        pytest.skip("b-second was rolled back")
+    assert host.file(SLICE + "/cpuset.cpus.partition").content_string.strip() == "root"
+    assert host.file(SLICE + "/cpuset.cpus.effective").content_string.strip() == "2-3"
+    pid, threads = vllm_threads(host)
+    assert "llminference.slice" in host.file("/proc/%s/cgroup" % pid).content_string
+    engine = [t for t in threads if t[0].startswith("EngineCore")]
+    assert engine and all(t[1:] == ("RR", "50") for t in engine), threads
+    assert all(t[1] == "TS" for t in threads if not t[0].startswith("EngineCore")), threads
+
+
+def test_second_partition_dissolved_and_threads_restored(host):
+    if is_canary(host):
+        pytest.skip("only b-second was rolled back")
+    pid, threads = vllm_threads(host)
+    assert threads and all(t[1] == "TS" for t in threads), threads
+    if host.file(SLICE).exists:  # vLLM kept running in it (not restarted unasked): a member on every CPU
+        assert host.file(SLICE + "/cpuset.cpus.partition").content_string.strip() == "member"
+        assert host.file(SLICE + "/cpuset.cpus.effective").content_string.strip() == "0-3"
+    assert not host.file("/etc/systemd/system/vllm.service.d/50-medai-llmhost-sched.conf").exists
+
+
 SWITCHER = "/usr/local/sbin/medai-llmhost-profile"
 DIRTY = ("/proc/sys/vm/dirty_ratio", "/proc/sys/vm/dirty_background_ratio")
 
