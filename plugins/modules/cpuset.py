@@ -71,7 +71,8 @@ options:
       - With O(state=absent) every service found running in the slice counts, also one that is there by its own
         unit file's C(Slice=) (not in O(units) or the record), and they are restarted B(after) the partition is
         dissolved, so that they start on the CPU set without it; once none is left in the slice its
-        C(cpuset.cpus)/C(cpuset.mems) are emptied in the same run. Without O(restart_units) a warning names the
+        C(cpuset.cpus)/C(cpuset.mems) are emptied in the same run and the slice is stopped (its cgroup goes).
+        Without O(restart_units) a warning names the
         services left running in the slice (nothing that serves is restarted unasked).
     type: bool
     default: false
@@ -883,6 +884,9 @@ def absent(ctx, result, cg, slice_name, key):
         result['partition'] = 'member' if cur and cur['has_cpuset'] else None
         return changed
 
+    # before the partition unit is stopped: its ExecStop dissolves the partition, and the kernel then moves the
+    # per-node kthreads to every CPU, so a snapshot taken after it cannot tell where they belong
+    kthreads = node_kthreads_before(plan, 'member')
     if file_changes:
         if slice_name and persist.dropin_path(part_unit(slice_name), PART_DROPIN_NAME) in file_changes:
             stop_part_unit(ctx, slice_name)
@@ -896,7 +900,6 @@ def absent(ctx, result, cg, slice_name, key):
         ctx.entries.append({'setting': '%s/cgroup.procs' % origin, 'before': cg, 'after': pid})
     plan, widened = widen_instead_of_emptying(cg, plan)
     ctx.runtime = plan
-    kthreads = node_kthreads_before(plan, 'member')
     apply_runtime(ctx, cg, plan)
     reaffine(ctx, kthreads, result)
     for u in result['units_restarted']:
@@ -920,6 +923,11 @@ def absent(ctx, result, cg, slice_name, key):
         ctx.module.warn('%s still has tasks and the kernel refuses to empty %s while it has (ENOSPC): set to every '
                         'online CPU/node instead; restart its units out of it and run state=absent again to empty them'
                         % (cg, ' and '.join(widened)))
+    if slice_name and rec and not widened and cgroup2.exists(cg) and not cgroup2.populated(cg) \
+            and ctx.show(slice_name, ['ActiveState']).get('ActiveState') == 'active':
+        # no process runs in the slice any more and its settings are gone: stopping it removes its cgroup
+        ctx.systemctl('stop', slice_name)
+        ctx.entries.append({'setting': 'stop:%s' % slice_name, 'before': 'active', 'after': 'stopped'})
     if remove:
         for d in [cg] + [x for x in reversed(orig.get('created_dirs') or []) if x != cg]:
             if d != cg and (not cgroup2.exists(d) or cgroup2.children(d) or cgroup2.procs(d)):

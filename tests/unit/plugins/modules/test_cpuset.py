@@ -444,7 +444,8 @@ def test_slice_absent(env, kernel):
     assert res['removed'] is False and os.path.isdir(env.fake.path(SCG))  # systemd owns the slice's cgroup
     again = env.mod(dict(slice=SLICE, state='absent', restart_units=True, units=['vllm']))
     assert again['units_restarted'] == ['vllm.service']  # still running in the slice: restarted out of it
-    assert env.cg.read(SCG, 'cpuset.cpus') == '' and env.cg.read(SCG, 'cpuset.mems') == ''
+    # emptied, then the slice (nothing runs in it any more) stopped: its cgroup is gone
+    assert env.systemctl.mutating()[-1] == ['stop', SLICE] and not os.path.isdir(env.fake.path(SCG))
     assert state.get_original('cpuset', 'slice:' + SLICE) is None
 
 
@@ -473,7 +474,9 @@ def test_slice_absent_with_live_service_dissolves_partition(env, kernel):
     env.units['vllm.service']['UnitSlice'] = None
     last = env.mod(dict(slice=SLICE, state='absent', units=['vllm'], restart_units=True))
     assert last['units_restarted'] == ['vllm.service'] and last['warnings'] == []
-    assert env.cg.read(SCG, 'cpuset.cpus') == '' and env.cg.read(SCG, 'cpuset.mems') == ''
+    # emptied, then the slice (nothing runs in it any more) stopped: its cgroup is gone
+    assert (SCG + '/cpuset.cpus', '') in [(w[0], w[1].strip()) for w in env.fake.writes]
+    assert env.systemctl.mutating()[-1] == ['stop', SLICE] and not os.path.isdir(env.fake.path(SCG))
     assert state.get_original('cpuset', 'slice:' + SLICE) is None
 
 
@@ -696,13 +699,15 @@ def test_absent_restart_units_restarts_after_the_dissolve_and_finishes(env, kern
     assert seen == {'vllm.service': ('member', '0-7')}
     assert res['units_restarted'] == ['vllm.service'] and res['restart_required'] is False
     assert env.fake.read('/proc/300/cgroup').strip() == '0::/system.slice/vllm.service'
-    assert env.cg.read(SCG, 'cpuset.cpus') == '' and env.cg.read(SCG, 'cpuset.mems') == ''
+    # emptied, then the slice (nothing runs in it any more) stopped: its cgroup is gone
+    assert (SCG + '/cpuset.cpus', '') in [(w[0], w[1].strip()) for w in env.fake.writes]
+    assert env.systemctl.mutating()[-1] == ['stop', SLICE] and not os.path.isdir(env.fake.path(SCG))
     assert res['warnings'] == []
     assert state.get_original('cpuset', 'slice:' + SLICE) is None
     journal = [(e['setting'], e['after']) for e in state.read_journal()]
-    assert journal[-6:] == [(SCG + '/cpuset.cpus.partition', 'member'), (SCG + '/cpuset.cpus', '0-7'),
+    assert journal[-7:] == [(SCG + '/cpuset.cpus.partition', 'member'), (SCG + '/cpuset.cpus', '0-7'),
                             (SCG + '/cpuset.mems', '0-1'), ('restart:vllm.service', 'restarted'),
-                            (SCG + '/cpuset.cpus', ''), (SCG + '/cpuset.mems', '')]
+                            (SCG + '/cpuset.cpus', ''), (SCG + '/cpuset.mems', ''), ('stop:' + SLICE, 'stopped')]
     assert res['diff'][0]['after'].splitlines()[-2:] == [SCG + '/cpuset.cpus: ', SCG + '/cpuset.mems: ']
 
 
@@ -730,3 +735,47 @@ def test_running_units_looks_through_nested_slices(env, kernel):
     sync_populated(env.fake)
     from ansible_collections.medai.llmhost.plugins.module_utils import cgroup2
     assert [u for u, _c in cgroup2.running_units(SCG)] == ['batch.service', 'run-u7.scope']
+
+
+def test_absent_stops_the_emptied_slice(env, kernel):
+    """rollback.yml with rollback_restart_units=true: once the units left and the cpuset is empty, the slice is
+    stopped, so its cgroup goes (the hardening scenario found llminference.slice left behind, empty)."""
+    live_partition(env)
+    res = env.mod(dict(slice=SLICE, state='absent', restart_units=True))
+    assert not res.get('failed'), res.get('msg')
+    assert env.systemctl.mutating()[-1] == ['stop', SLICE]
+    assert not os.path.exists(env.fake.path(SCG))
+    assert state.get_original('cpuset', 'slice:' + SLICE) is None
+
+
+def test_absent_keeps_a_slice_something_still_runs_in(env, kernel):
+    live_partition(env)
+    res = env.mod(dict(slice=SLICE, state='absent'))
+    assert not res.get('failed'), res.get('msg')
+    assert ['stop', SLICE] not in env.systemctl.mutating()
+    assert os.path.exists(env.fake.path(SCG))
+
+
+def test_kthreads_read_before_the_partition_unit_dissolves_the_partition(env, kernel):
+    """After a reboot the partition is held by its unit, whose ExecStop writes 'member': the rollback stops the
+    unit before it removes its drop-in, and the kernel then moves the per-node kthreads to every CPU. They must
+    be read before that, or nothing tells where they belong (the hardening scenario found them on every CPU)."""
+    kernel.add_kthreads({0: '0-3', 1: '4-7'})
+    live_partition(env)
+    for pid in kernel.kthreads.values():
+        env.sched.threads[pid]['cpus'] = set(range(4))   # the boot: the kernel's placement on the root's CPUs
+    inst = 'medai-cpuset-partition@llminference.slice.service'
+    env.units[inst] = {'LoadState': 'loaded', 'ActiveState': 'active'}
+    inner = env.systemctl.on_command
+
+    def on_command(args):
+        if args == ['stop', inst]:   # ExecStop
+            knob._write_file(env.fake.path(SCG + '/cpuset.cpus.partition'), 'member')
+            env.units[inst]['ActiveState'] = 'inactive'
+        return inner(args)
+    env.systemctl.on_command = on_command
+    res = env.mod(dict(slice=SLICE, state='absent', restart_units=True))
+    assert not res.get('failed'), res.get('msg')
+    assert ['stop', inst] in env.systemctl.mutating()
+    assert [kernel.affinity(k) for k in ('kswapd0', 'kcompactd0', 'kswapd1', 'kcompactd1')] == \
+        ['0-3', '0-3', '4-7', '4-7']
