@@ -55,7 +55,7 @@ import os
 import re
 
 from ansible_collections.medai.llmhost.plugins.module_utils.knob import (
-    MAX_MSG_CHARS, action_file_reason, has_control_char, one_line, show)
+    MAX_MSG_CHARS, action_file_reason, has_control_char, is_octal_mode, one_line, show)
 
 # Unit and instance names: what systemd, Docker (container names) and a file name all accept.
 _UNIT_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.@:-]*\Z')
@@ -80,7 +80,6 @@ _SECRET_WORD_RE = re.compile(r'(^|-)(api-key|token|secret|password|passwd|creden
 NOT_SECRET_FLAGS = frozenset(['--long-prefill-token-threshold', '--return-tokens-as-token-ids'])
 
 _HHMM_RE = re.compile(r'^([01][0-9]|2[0-3]):[0-5][0-9]\Z')
-_OCTAL_MODE_RE = re.compile(r'^0?[0-7]{3}\Z')
 _SYSCTL_NAME_RE = re.compile(r'^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+\Z')
 _SUBDIR_RE = re.compile(r'^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*\Z')
 _DEVICE_GLOB_RE = re.compile(r'^[A-Za-z0-9_*?\[\]!-]+\Z')
@@ -181,7 +180,7 @@ def secret_flag_problems(args, var, hint_var=None):
 
 
 def _mode_problems(mode, var):
-    if mode is None or isinstance(mode, str) and _OCTAL_MODE_RE.match(mode):
+    if mode is None or is_octal_mode(mode):
         return []
     return [problem(var, mode, 'must be a quoted octal string such as "0755"')]
 

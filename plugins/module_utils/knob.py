@@ -94,6 +94,14 @@ def has_control_char(text):
     return bool(_CONTROL_RE.search(text))
 
 
+_OCTAL_MODE_RE = re.compile(r'^0?[0-7]{3}\Z')
+
+
+def is_octal_mode(text):
+    """True for a file mode written as an octal string: '644' or '0644'."""
+    return isinstance(text, str) and bool(_OCTAL_MODE_RE.match(text))
+
+
 def _escape_control(text):
     return _CONTROL_RE.sub(lambda m: {'\n': '\\n', '\t': '\\t', '\r': '\\r'}.get(
         m.group(0), '\\x%02x' % ord(m.group(0))), text)

@@ -83,12 +83,10 @@ changed_paths:
 '''
 
 import os
-import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.medai.llmhost.plugins.module_utils import knob, persist
 
-MODE_RE = re.compile(r'^0?[0-7]{3}\Z')
 MAX_FILES = 256
 MAX_TOTAL_BYTES = 8 * 1024 * 1024
 
@@ -98,7 +96,7 @@ def _refuse(index, what, value, why):
 
 
 def _mode(index, what, text):
-    if not isinstance(text, str) or not MODE_RE.match(text):
+    if not knob.is_octal_mode(text):
         _refuse(index, what, text, 'is not an octal mode such as 0644')
     return int(text, 8)
 
@@ -107,7 +105,7 @@ def validate(files, directory_mode):
     """[(path, content or None, mode)] for `files`, or KnobError on the first bad entry (nothing written)."""
     if len(files) > MAX_FILES:
         raise knob.KnobError('files: %d entries, at most %d per call' % (len(files), MAX_FILES), kind='invalid')
-    if not isinstance(directory_mode, str) or not MODE_RE.match(directory_mode):
+    if not knob.is_octal_mode(directory_mode):
         raise knob.KnobError('directory_mode %s is not an octal mode such as 0755' % knob.show(directory_mode),
                              kind='invalid')
     plan, seen, total = [], set(), 0
