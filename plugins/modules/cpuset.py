@@ -425,12 +425,16 @@ class Ctx(object):
         return changed
 
 
-def stop_part_unit(ctx, slice_name):
-    """Stop the partition oneshot of a slice when it is active (before its files go away)."""
-    unit = part_unit(slice_name)
+def stop_if_active(ctx, unit):
+    """Stop `unit` when it is active (journalled)."""
     if ctx.show(unit, ['ActiveState']).get('ActiveState') in ('active', 'activating'):
         ctx.systemctl('stop', unit)
         ctx.entries.append({'setting': 'stop:%s' % unit, 'before': 'active', 'after': 'stopped'})
+
+
+def stop_part_unit(ctx, slice_name):
+    """Stop the partition oneshot of a slice when it is active (before its files go away)."""
+    stop_if_active(ctx, part_unit(slice_name))
 
 
 def merge_original(key, state_dir, updates):
@@ -923,11 +927,9 @@ def absent(ctx, result, cg, slice_name, key):
         ctx.module.warn('%s still has tasks and the kernel refuses to empty %s while it has (ENOSPC): set to every '
                         'online CPU/node instead; restart its units out of it and run state=absent again to empty them'
                         % (cg, ' and '.join(widened)))
-    if slice_name and rec and not widened and cgroup2.exists(cg) and not cgroup2.populated(cg) \
-            and ctx.show(slice_name, ['ActiveState']).get('ActiveState') == 'active':
+    if slice_name and rec and not widened and cgroup2.exists(cg) and not cgroup2.populated(cg):
         # no process runs in the slice any more and its settings are gone: stopping it removes its cgroup
-        ctx.systemctl('stop', slice_name)
-        ctx.entries.append({'setting': 'stop:%s' % slice_name, 'before': 'active', 'after': 'stopped'})
+        stop_if_active(ctx, slice_name)
     if remove:
         for d in [cg] + [x for x in reversed(orig.get('created_dirs') or []) if x != cg]:
             if d != cg and (not cgroup2.exists(d) or cgroup2.children(d) or cgroup2.procs(d)):
