@@ -188,10 +188,8 @@ class Bench(object):
 
 def resummarize(out):
     """Re-parse the logs of a finished run in `out` (wall times and loads from its summary.json)."""
-    a = argparse.Namespace(out=out, name=None, flavour=None, keep=True)
     old = json.loads((Path(out) / "summary.json").read_text())
-    a.name, a.flavour = old["vm"]["name"], old["vm"]["flavour"]
-    bench = Bench(a)
+    bench = Bench(argparse.Namespace(out=out, name=old["vm"]["name"], flavour=old["vm"]["flavour"], keep=True))
     for r in old["runs"]:
         tasks, recap = parse_log((Path(out) / ("%s.log" % r["label"])).read_text())
         bench.runs.append(dict(r, **dict(summarize(tasks), recap=recap)))

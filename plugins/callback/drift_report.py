@@ -160,7 +160,8 @@ def _never_changes(task):
     """A task declared never to change anything (changed_when: false): a read or a role's own pre-check,
     not a setting."""
     cond = getattr(task, 'changed_when', None)
-    return cond in (False, [False]) or (isinstance(cond, list) and len(cond) == 1 and str(cond[0]).strip().lower() == 'false')
+    conds = cond if isinstance(cond, list) else [cond]
+    return len(conds) == 1 and str(conds[0]).strip().lower() == 'false'
 
 
 def host_state(summary):
